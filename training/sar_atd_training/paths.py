@@ -11,8 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def shared_data_dir() -> Path | None:
     """The real-data folder, or None when absent (a user's fresh machine)."""
     env = os.environ.get("SAR_ATD_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
+    if env:  # an explicit setting wins; a wrong one means "absent", never a fallback
+        candidates = [Path(env)]
+    else:
+        candidates = [REPO_ROOT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
     for c in candidates:
         if (c / "mstar_soc_17deg").is_dir() or (c / "fixtures").is_dir():
             return c

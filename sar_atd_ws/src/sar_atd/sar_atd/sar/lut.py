@@ -17,6 +17,14 @@ DEFAULT_LUT_REF = 1.0
 """Default ``ref``: calibrated amplitude 1.0 (0 dBsm per pixel) maps to 255."""
 
 
+def _check_ref(ref: Any, device: torch.device) -> torch.Tensor:
+    """``ref`` as a float32 tensor; raises ValueError unless finite and > 0 everywhere."""
+    r = torch.as_tensor(ref, dtype=torch.float32, device=device)
+    if r.numel() == 0 or torch.any(~torch.isfinite(r) | (r <= 0)):
+        raise ValueError(f"ref must be finite and > 0, got {ref}")
+    return r
+
+
 def quarter_power_lut(image: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
     """Render a complex or amplitude image to uint8 with the quarter-power LUT.
 
@@ -31,9 +39,7 @@ def quarter_power_lut(image: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
     x, was_np = to_torch(image)
     mag = x.abs() if torch.is_complex(x) else x.abs()
     mag = mag.to(torch.float32)
-    r = torch.as_tensor(ref, dtype=torch.float32, device=mag.device)
-    if torch.any(r <= 0):
-        raise ValueError(f"ref must be > 0, got {ref}")
+    r = _check_ref(ref, mag.device)
     while r.ndim and r.ndim < mag.ndim:
         r = r[..., None]
     v = torch.sqrt(mag) / r
@@ -47,7 +53,7 @@ def inverse_quarter_power_lut(image_u8: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
     x, was_np = to_torch(image_u8)
     if x.dtype != torch.uint8:
         raise ValueError(f"expected a uint8 image, got dtype {x.dtype}")
-    r = torch.as_tensor(ref, dtype=torch.float32, device=x.device)
+    r = _check_ref(ref, x.device)
     while r.ndim and r.ndim < x.ndim:
         r = r[..., None]
     out = (x.to(torch.float32) / 255.0 * r) ** 2

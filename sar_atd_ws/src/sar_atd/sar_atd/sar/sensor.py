@@ -202,10 +202,12 @@ def noise_power_gain(shape: tuple[int, int], sensor: SensorConfig | None = None,
     """Factor by which :func:`apply_sensor_function` scales the power of white noise."""
     sensor = sensor or SensorConfig()
     h, w = shape
-    wr = spectral_window(h, sensor.range_spacing_m, range_res_m or sensor.range_res_m,
-                         sensor.taylor_sll_db, sensor.taylor_nbar)
-    wc = spectral_window(w, sensor.xrange_spacing_m, xrange_res_m or sensor.xrange_res_m,
-                         sensor.taylor_sll_db, sensor.taylor_nbar)
+    rr = sensor.range_res_m if range_res_m is None else range_res_m
+    xr = sensor.xrange_res_m if xrange_res_m is None else xrange_res_m
+    wr = spectral_window(h, sensor.range_spacing_m, rr, sensor.taylor_sll_db,
+                         sensor.taylor_nbar)
+    wc = spectral_window(w, sensor.xrange_spacing_m, xr, sensor.taylor_sll_db,
+                         sensor.taylor_nbar)
     return float((wr.double() ** 2).mean() * (wc.double() ** 2).mean())
 
 
@@ -304,11 +306,15 @@ def add_thermal_noise(image: Any, noise_db: Any, rng: Any = None) -> Any:
     while sigma.ndim < x.ndim:
         sigma = sigma[..., None]
     if was_np:
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"numpy input needs a numpy.random.Generator, got {type(rng)}")
         g = rng if rng is not None else np.random.default_rng()
         re = torch.as_tensor(g.standard_normal(x.shape, dtype=np.float32))
         im = torch.as_tensor(g.standard_normal(x.shape, dtype=np.float32))
     else:
-        re = torch.randn(x.shape, generator=rng, device=x.device)
-        im = torch.randn(x.shape, generator=rng, device=x.device)
+        if rng is not None and not isinstance(rng, torch.Generator):
+            raise TypeError(f"torch input needs a torch.Generator, got {type(rng)}")
+        re = torch.randn(x.shape, generator=rng, device=x.device, dtype=torch.float32)
+        im = torch.randn(x.shape, generator=rng, device=x.device, dtype=torch.float32)
     out = x + torch.complex(re * sigma, im * sigma)
     return back(out, was_np)

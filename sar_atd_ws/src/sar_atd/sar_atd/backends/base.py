@@ -1,0 +1,46 @@
+"""Shared pieces of the runtime backends: input checks and score filtering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sar_atd.detectors.base import Detections
+
+
+def check_image(image: object) -> np.ndarray:
+    """Validate one SAR image and return it as float32 (H, W) in 8-bit units.
+
+    Args:
+        image: uint8 (H, W) (quarter-power LUT image) or float (H, W) already in 8-bit
+            units (finite, in [0, 255]).
+
+    Raises:
+        ValueError: not a numpy array, not 2-D, empty, another dtype, or a float image with
+            NaN/inf or values outside [0, 255].
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array (H, W), got {type(image).__name__}")
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W) single-channel, got shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32)
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.all(np.isfinite(image)):
+            raise ValueError("float image contains NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 255.0:
+            raise ValueError(f"float image must be in 8-bit units [0, 255], got [{lo}, {hi}]")
+        return image.astype(np.float32)
+    raise ValueError(f"image dtype must be uint8 (or float in [0, 255]), got {image.dtype}")
+
+
+def filter_scores(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> Detections:
+    """Detections with ``scores >= threshold``, sorted by decreasing score."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    keep = scores >= threshold
+    boxes, scores = boxes[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    return Detections(boxes[order], scores[order])

@@ -1,0 +1,62 @@
+"""PyTorch backend: a SAR-ATD checkpoint or weights file run by torch (CPU or CUDA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sar_atd.backends.base import check_image, filter_scores
+from sar_atd.detectors.base import Detections
+
+
+class TorchDetector:
+    """A torchvision detection model behind the :class:`~sar_atd.detectors.base.Detector`
+    interface. Images keep their native pixel scale (see :mod:`sar_atd.models.transform`).
+
+    Args:
+        model: a model from :func:`sar_atd.models.build_detector` (put in eval mode here).
+        device: torch device.
+        score_threshold: minimum score kept (the model's own threshold is lowered to it).
+        name: detector name for logs and reports.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+                 score_threshold: float = 0.05, name: str = "torch") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.score_threshold = float(score_threshold)
+        self.name = name
+        # the model must not drop boxes the caller asked for
+        for attr in ("score_thresh",):  # RetinaNet
+            if hasattr(self.model, attr):
+                setattr(self.model, attr, min(getattr(self.model, attr), self.score_threshold))
+        roi = getattr(self.model, "roi_heads", None)  # Faster R-CNN
+        if roi is not None:
+            roi.score_thresh = min(roi.score_thresh, self.score_threshold)
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str | torch.device = "cpu",
+                  score_threshold: float = 0.05, **overrides: Any) -> TorchDetector:
+        """Load a trainer checkpoint or exported weights ``.pt`` file."""
+        from sar_atd.models.checkpoint import load_model
+
+        model, ckpt = load_model(path, device=device, **overrides)
+        return cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}")
+
+    @torch.inference_mode()
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect in several uint8 (H, W) images (sizes may differ) in one forward pass."""
+        tensors = [torch.from_numpy(check_image(im))[None].to(self.device) for im in images]
+        if not tensors:
+            return []
+        outputs = self.model(tensors)
+        return [filter_scores(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy(),
+                              self.score_threshold) for o in outputs]
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detect targets in a uint8 (H, W) image; boxes in its native pixel coordinates."""
+        return self.detect_batch([image])[0]

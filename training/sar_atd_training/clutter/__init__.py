@@ -1,0 +1,20 @@
+"""Background clutter: synthetic MSTAR-like scenes and loaders for real backgrounds."""
+
+from sar_atd_training.clutter.backgrounds import BackgroundSet, load_background
+from sar_atd_training.clutter.generator import (
+    MSTAR_CLUTTER_SHAPE,
+    BuildingsConfig,
+    ClutterConfig,
+    FieldsConfig,
+    PointsConfig,
+    RoadsConfig,
+    TreesConfig,
+    cast_shadows,
+    generate_scene,
+)
+
+__all__ = [
+    "MSTAR_CLUTTER_SHAPE", "BackgroundSet", "BuildingsConfig", "ClutterConfig", "FieldsConfig",
+    "PointsConfig", "RoadsConfig", "TreesConfig", "cast_shadows", "generate_scene",
+    "load_background",
+]

@@ -1,0 +1,568 @@
+"""3-D models of the ten MSTAR targets and two out-of-distribution objects, from primitives.
+
+Each model is a list of parts (quad sets in the model frame: ``x`` forward, ``y`` left,
+``z`` up, origin on the ground at the footprint centre) with a joint that articulation moves
+(turret yaw, gun elevation, blade height). Overall dimensions are the published ones; the
+source of each is cited in :data:`DIMENSIONS`. Where a figure could not be found it is
+marked *approximate*. Internal proportions (turret size, wheel count and size, deck height)
+are approximate, from photographs and the general layout of each vehicle.
+
+Materials are generic EM materials (MOCEM-like): a specular reflectivity (amplitude factor
+at normal incidence), an rms surface height (roughness: spreads the specular lobe and feeds
+the diffuse term), a diffuse backscatter coefficient ``sigma0`` (linear, at normal
+incidence), an edge-diffraction coefficient and, for foliage, a volume coefficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from sar_atd.sar.chips import MSTAR_CLASSES
+from sar_atd_training.simulator.geometry import (Facets, QuadSet, box, cylinder, ellipsoid,
+                                                 hull_profile, plate, rot_y, rot_z,
+                                                 sample_quads)
+
+
+# --------------------------------------------------------------------------- materials
+@dataclass(frozen=True)
+class Material:
+    """Generic EM material.
+
+    Attributes:
+        reflectivity: specular amplitude reflection factor at normal incidence (0..1).
+        rms_height_m: rms surface height (m): random phase of std ``2 k h cos(theta)`` per
+            facet, which spreads the specular lobe (roughness).
+        sigma0: diffuse backscatter coefficient (linear m^2/m^2) at normal incidence.
+        edge: edge-diffraction amplitude per metre of edge (sqrt(m^2)/m).
+        volume: volume backscatter per m^3 (foliage), else 0.
+    """
+
+    reflectivity: float
+    rms_height_m: float
+    sigma0: float
+    edge: float = 0.0
+    volume: float = 0.0
+
+
+MATERIALS: dict[str, Material] = {
+    "armour": Material(0.95, 0.0015, 0.20, 0.35),   # painted steel, dusty
+    "track": Material(0.80, 0.0060, 0.45, 0.25),    # steel track links, road wheels
+    "rubber": Material(0.45, 0.0030, 0.15, 0.10),   # tyres
+    "glass": Material(0.60, 0.0002, 0.02, 0.05),
+    "canvas": Material(0.25, 0.0080, 0.10, 0.02),   # tarpaulin over a cargo bed
+    "engine": Material(0.90, 0.0100, 0.60, 0.30),   # grilles, exhausts, clutter on decks
+    "bark": Material(0.20, 0.0100, 0.06, 0.0),
+    "foliage": Material(0.0, 0.0, 0.10, 0.0, 0.15),
+    "masonry": Material(0.55, 0.0050, 0.12, 0.15),
+    "roof_tile": Material(0.50, 0.0080, 0.25, 0.15),
+    "wood": Material(0.35, 0.0040, 0.08, 0.10),
+}
+MATERIAL_NAMES: tuple[str, ...] = tuple(MATERIALS)
+MATERIAL_INDEX: dict[str, int] = {n: i for i, n in enumerate(MATERIAL_NAMES)}
+
+
+# --------------------------------------------------------------------------- dimensions
+@dataclass(frozen=True)
+class Dimensions:
+    """Published overall size (m) and where it comes from."""
+
+    length_m: float
+    width_m: float
+    height_m: float
+    source: str
+
+
+DIMENSIONS: dict[str, Dimensions] = {
+    "2S1": Dimensions(7.26, 2.85, 2.72,
+                      "army-military.com catalogue, 2S1 Gvozdika: length 7.26 m, width 2.85 m, "
+                      "height 2.72 m"),
+    "BMP2": Dimensions(6.735, 3.15, 2.45,
+                       "Wikipedia 'BMP-2' infobox: 6.735 m x 3.15 m x 2.45 m"),
+    "BRDM_2": Dimensions(5.75, 2.37, 2.31,
+                         "Wikipedia 'BRDM-2' infobox: 5.75 m x 2.37 m x 2.31 m"),
+    "BTR70": Dimensions(7.535, 2.80, 2.32,
+                        "Wikipedia 'BTR-70' infobox: 7.535 m x 2.80 m x 2.32 m"),
+    "BTR_60": Dimensions(7.56, 2.825, 2.31,
+                         "Wikipedia 'BTR-60' infobox (BTR-60PB): 7.56 m x 2.825 m x 2.31 m"),
+    "D7": Dimensions(5.6, 3.66, 3.1,
+                     "approximate: Caterpillar D7 track-type tractor with straight blade; no "
+                     "published figure found for the MSTAR vehicle, sizes scaled from "
+                     "photographs (blade width ~3.7 m, ROPS height ~3.1 m)"),
+    "T62": Dimensions(9.34, 3.30, 2.40,
+                      "T-62 specification (gun forward 9.34 m, width 3.30 m, height 2.40 m), "
+                      "ghostrecon wiki / Tucson Military Vehicle Museum (30 ft 8 in gun forward)"),
+    "T72": Dimensions(9.53, 3.59, 2.23,
+                      "Wikipedia 'T-72' infobox: 9.53 m gun forward (6.95 m hull), width "
+                      "3.59 m, height 2.23 m"),
+    "ZIL131": Dimensions(7.04, 2.50, 2.74,
+                         "Wikipedia 'ZIL-131': length 7040 mm, width 8 ft (2.5 m commonly "
+                         "quoted), height 9 ft (2.74 m) over the cargo body"),
+    "ZSU_23_4": Dimensions(6.53, 3.12, 2.58,
+                           "weblio 'ZSU-23-4': length 6.53 m, width 3.12 m (height 3.57 m with "
+                           "the radar raised); 2.58 m with the radar stowed is approximate"),
+    "tree": Dimensions(3.6, 3.6, 5.5, "generic deciduous tree (chosen size)"),
+    "house": Dimensions(8.1, 6.1, 4.7, "generic small country house (chosen size): walls "
+                        "7.5 m x 5.5 m x 2.5 m, roof overhang 0.3 m, ridge 4.2 m, chimney 4.7 m"),
+}
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class Part:
+    """A rigid part: its quads and the joint articulation moves it with."""
+
+    name: str
+    quads: list[QuadSet]
+    joint: str = "fixed"  # fixed | turret | gun | blade
+
+
+@dataclass(frozen=True)
+class Corner:
+    """A trihedral corner reflector (concave corner): position, opening axis, edge size."""
+
+    position: tuple[float, float, float]
+    axis: tuple[float, float, float]
+    size_m: float
+    joint: str = "fixed"
+
+
+@dataclass
+class Model:
+    """A simulator model in its model frame.
+
+    Attributes:
+        name: class name (MSTAR folder name, 'tree' or 'house').
+        kind: 'target' | 'tree' | 'house'.
+        parts: rigid parts.
+        corners: trihedral corners.
+        turret_pivot: (x, y) of the turret's yaw axis (m).
+        gun_pivot: (x, z) of the gun trunnion (m).
+        articulation: default joint values and the random ranges (see :func:`articulate`).
+        volume: (centre (3,), radii (3,)) of a foliage volume (tree crown), or None.
+    """
+
+    name: str
+    kind: str
+    parts: list[Part]
+    corners: list[Corner] = field(default_factory=list)
+    turret_pivot: tuple[float, float] = (0.0, 0.0)
+    gun_pivot: tuple[float, float] = (0.0, 0.0)
+    articulation_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    volume: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+
+    @property
+    def dimensions(self) -> Dimensions:
+        return DIMENSIONS[self.name]
+
+
+ARTICULATION_KEYS = ("turret_yaw_deg", "gun_elevation_deg", "blade_height_m")
+
+
+def _tracked(length: float, width: float, track_w: float, track_h: float, hull_top: float,
+             clearance: float, n_wheels: int, wheel_r: float, glacis: float,
+             rear_slope: float = 0.3) -> list[Part]:
+    """Lower hull, tracks with road wheels, fenders and a hull with a sloped glacis."""
+    quads: list[QuadSet] = []
+    inner_w = width - 2 * track_w
+    yt = width / 2 - track_w / 2
+    tl = length - 0.25
+    for side in (-1, 1):
+        quads.append(box((0.0, side * yt, track_h / 2), (tl, track_w - 0.02, track_h), "track",
+                         dihedral_base=0.0, top_inset=(0.25, 0.0)))
+        xs = np.linspace(-tl / 2 + wheel_r + 0.2, tl / 2 - wheel_r - 0.2, n_wheels)
+        for x in xs:
+            quads.append(cylinder((x, side * (width / 2 - 0.06), wheel_r + 0.08), (0, 1, 0),
+                                  wheel_r, 0.14, "track", n_sides=12, dihedral_base=0.0))
+    # lower hull between the tracks
+    quads.append(box((0.0, 0.0, (clearance + track_h) / 2), (length - 0.2, inner_w,
+                                                             track_h - clearance), "armour"))
+    # upper hull over the tracks (fenders), glacis at the front, slope at the back
+    prof = [(-length / 2, track_h, hull_top - rear_slope),
+            (-length / 2 + 0.5, track_h, hull_top),
+            (length / 2 - glacis, track_h, hull_top),
+            (length / 2, track_h, track_h + 0.15)]
+    quads.append(hull_profile(prof, width, width - 0.1, "armour", dihedral_base=0.0))
+    return [Part("hull", quads)]
+
+
+def _turret(centre_x: float, deck_z: float, radius: float, height: float, dome: bool,
+            gun_len: float, gun_r: float, gun_z: float, extra: list[QuadSet] | None = None
+            ) -> tuple[list[Part], tuple[float, float], tuple[float, float]]:
+    tq: list[QuadSet] = []
+    height = height - 0.245  # ``height`` is the top of the cupola above the deck
+    if dome:
+        tq.append(ellipsoid((centre_x, 0.0, deck_z), (radius, radius * 0.95, height), "armour",
+                            n_lon=18, n_lat=5, z_min_frac=0.0))
+    else:
+        tq.append(cylinder((centre_x, 0.0, deck_z + height / 2), (0, 0, 1), radius, height,
+                           "armour", n_sides=10, radius_end=radius * 0.8, dihedral_base=deck_z))
+    tq.append(cylinder((centre_x - radius * 0.3, 0.35 * radius, deck_z + height + 0.12),
+                       (0, 0, 1), 0.3, 0.25, "armour", n_sides=8, dihedral_base=deck_z + height))
+    if extra:
+        tq += extra
+    gun_x0 = centre_x + radius * 0.7
+    gq = [cylinder((gun_x0 + gun_len / 2, 0.0, gun_z), (1, 0, 0), gun_r, gun_len, "armour",
+                   n_sides=8),
+          box((gun_x0 + 0.1, 0.0, gun_z), (0.35, 0.45, 0.35), "armour")]  # mantlet
+    return ([Part("turret", tq, "turret"), Part("gun", gq, "gun")], (centre_x, 0.0),
+            (gun_x0, gun_z))
+
+
+def _wheeled_hull(length: float, width: float, hull_top: float, clearance: float,
+                  axles_x: list[float], wheel_r: float, bow: float, stern: float
+                  ) -> list[QuadSet]:
+    """A boat-shaped armoured hull on wheels (BTR / BRDM)."""
+    mid = (clearance + hull_top) / 2 + 0.1
+    prof = [(-length / 2, mid, hull_top - 0.25), (-length / 2 + stern, clearance, hull_top),
+            (length / 2 - bow, clearance, hull_top), (length / 2, mid, hull_top - 0.45)]
+    quads = [hull_profile(prof, width - 0.45, width - 0.35, "armour", dihedral_base=0.0)]
+    # sloped upper side plates
+    quads.append(hull_profile([(-length / 2 + stern, 1.05, hull_top - 0.05),
+                               (length / 2 - bow, 1.05, hull_top - 0.05)],
+                              width - 0.05, width - 0.55, "armour"))
+    for x in axles_x:
+        for side in (-1, 1):
+            quads.append(cylinder((x, side * (width / 2 - 0.2), wheel_r), (0, 1, 0), wheel_r,
+                                  0.36, "rubber", n_sides=14, dihedral_base=0.0))
+            quads.append(cylinder((x, side * (width / 2 - 0.015), wheel_r), (0, 1, 0), 0.24,
+                                  0.03, "armour", n_sides=10, dihedral_base=0.0))  # hub
+    return quads
+
+
+def _build(name: str) -> Model:
+    d = DIMENSIONS[name]
+    L, W, H = d.length_m, d.width_m, d.height_m
+    if name == "T72":
+        hull_l = 6.95
+        parts = _tracked(hull_l, W, 0.58, 0.82, 1.45, 0.49, 6, 0.37, 1.6)
+        tp, piv, gpv = _turret(-0.3, 1.45, 1.15, H - 1.45, True,
+                               -hull_l / 2 + L - (-0.3 + 0.8), 0.09, 1.75)
+        parts += tp
+        parts[0].quads += [box((-2.8, 0.0, 1.5), (1.0, 2.2, 0.1), "engine"),   # engine deck
+                           plate((-3.4, -1.8, 1.0), (3.3, -1.8, 1.0), (3.3, -1.8, 0.78),
+                                 (-3.4, -1.8, 0.78), "armour"),                  # side skirts
+                           plate((-3.4, 1.8, 1.0), (3.3, 1.8, 1.0), (3.3, 1.8, 0.78),
+                                 (-3.4, 1.8, 0.78), "armour")]
+        corners = [Corner((0.6, 0.9, 1.47), (0.7, 0.5, 0.5), 0.35, "turret"),
+                   Corner((0.6, -0.9, 1.47), (0.7, -0.5, 0.5), 0.35, "turret")]
+        arts = {"turret_yaw_deg": (-12.0, 12.0), "gun_elevation_deg": (-3.0, 8.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "T62":
+        hull_l = 6.63
+        parts = _tracked(hull_l, W, 0.58, 0.85, 1.5, 0.43, 5, 0.40, 1.4)
+        tp, piv, gpv = _turret(0.1, 1.5, 1.2, H - 1.5, True, -hull_l / 2 + L - (0.1 + 0.84),
+                               0.09, 1.85)
+        parts += tp
+        parts[0].quads += [box((-2.6, 0.0, 1.55), (1.2, 2.2, 0.1), "engine"),
+                           cylinder((-2.9, 1.35, 1.15), (1, 0, 0), 0.3, 0.9, "armour")]  # tanks
+        corners = [Corner((1.0, 1.0, 1.52), (0.7, 0.5, 0.5), 0.3, "turret")]
+        arts = {"turret_yaw_deg": (-12.0, 12.0), "gun_elevation_deg": (-3.0, 8.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "2S1":
+        parts = _tracked(L - 0.15, W, 0.42, 0.75, 1.72, 0.40, 7, 0.30, 1.2, rear_slope=0.05)
+        tp, piv, gpv = _turret(-1.4, 1.72, 1.15, H - 1.72, False, 3.2, 0.08, 2.05)
+        parts += tp
+        parts[0].quads.append(box((1.8, 0.6, 1.85), (0.6, 0.6, 0.25), "engine"))
+        corners = [Corner((-0.2, 0.9, 1.74), (0.7, 0.6, 0.4), 0.35, "turret")]
+        arts = {"turret_yaw_deg": (-10.0, 10.0), "gun_elevation_deg": (-2.0, 15.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "BMP2":
+        parts = _tracked(L, W, 0.45, 0.75, 1.92, 0.42, 6, 0.33, 2.6, rear_slope=0.2)
+        tp, piv, gpv = _turret(-0.1, 1.92, 0.95, H - 1.92, False, 2.6, 0.05, 2.2)
+        parts += tp
+        corners = [Corner((0.9, 0.8, 1.94), (0.7, 0.6, 0.4), 0.3, "turret"),
+                   Corner((-2.9, 1.1, 1.94), (-0.5, 0.6, 0.6), 0.25)]
+        arts = {"turret_yaw_deg": (-15.0, 15.0), "gun_elevation_deg": (-3.0, 20.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name in ("BTR70", "BTR_60"):
+        axles = [-2.45, -1.05, 0.75, 2.15] if name == "BTR70" else [-2.25, -0.9, 0.6, 2.0]
+        quads = _wheeled_hull(L, W, H - 0.42, 0.47, axles, 0.55, 1.3, 0.6)
+        quads.append(box((-2.7, 0.0, H - 0.38), (1.4, 1.8, 0.1), "engine"))
+        tp, piv, gpv = _turret(0.9, H - 0.42, 0.5, 0.42, False, 1.4, 0.04, H - 0.2)
+        parts = [Part("hull", quads)] + tp
+        corners = [Corner((0.0, (W - 0.4) / 2, 1.0), (0.0, 0.7, 0.7), 0.3),
+                   Corner((0.0, -(W - 0.4) / 2, 1.0), (0.0, -0.7, 0.7), 0.3)]
+        arts = {"turret_yaw_deg": (-20.0, 20.0), "gun_elevation_deg": (-3.0, 15.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "BRDM_2":
+        quads = _wheeled_hull(L, W, H - 0.48, 0.43, [-1.4, 1.4], 0.58, 1.4, 0.5)
+        quads.append(box((-1.9, 0.0, H - 0.45), (1.0, 1.6, 0.08), "engine"))
+        tp, piv, gpv = _turret(-0.1, H - 0.48, 0.5, 0.48, False, 1.3, 0.04, H - 0.2)
+        parts = [Part("hull", quads)] + tp
+        corners = [Corner((1.6, 0.6, H - 0.46), (0.6, 0.6, 0.5), 0.25)]
+        arts = {"turret_yaw_deg": (-20.0, 20.0), "gun_elevation_deg": (-3.0, 15.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "ZSU_23_4":
+        parts = _tracked(L - 0.2, W, 0.45, 0.72, 1.55, 0.40, 6, 0.33, 1.4, rear_slope=0.1)
+        radar = [box((-1.6, 0.0, H - 0.1), (0.3, 1.1, 0.2), "armour"),
+                 cylinder((-1.55, 0.0, H - 0.25), (0, 0, 1), 0.12, 0.3, "armour")]
+        tp, piv, gpv = _turret(-0.3, 1.55, 1.35, 0.78, False, 1.9, 0.06, 2.0, extra=radar)
+        tp[0].quads[0] = box((-0.3, 0.0, 1.55 + 0.39), (2.6, W - 0.1, 0.78), "armour",
+                             dihedral_base=1.55, top_inset=(0.25, 0.25))
+        tp[1].quads += [cylinder((0.7 + 0.95, 0.3, 2.2), (1, 0, 0), 0.06, 1.9, "armour", 8),
+                        cylinder((0.7 + 0.95, -0.3, 2.2), (1, 0, 0), 0.06, 1.9, "armour", 8)]
+        parts += tp
+        corners = [Corner((1.1, 1.4, 1.57), (0.7, 0.6, 0.4), 0.35, "turret"),
+                   Corner((1.1, -1.4, 1.57), (0.7, -0.6, 0.4), 0.35, "turret")]
+        arts = {"turret_yaw_deg": (-15.0, 15.0), "gun_elevation_deg": (-3.0, 25.0)}
+        return Model(name, "target", parts, corners, piv, gpv, arts)
+    if name == "ZIL131":
+        q: list[QuadSet] = []
+        axles = [2.35, -0.95, -2.35]
+        for x in axles:
+            for side in (-1, 1):
+                q.append(cylinder((x, side * (W / 2 - 0.25), 0.54), (0, 1, 0), 0.54, 0.32,
+                                  "rubber", 14, dihedral_base=0.0))
+        q.append(box((0.0, 0.0, 0.85), (6.6, 1.0, 0.3), "armour"))              # chassis
+        q.append(box((2.7, 0.0, 1.35), (1.5, 1.6, 0.8), "armour", top_inset=(0.1, 0.1)))  # hood
+        q.append(box((1.4, 0.0, 1.75), (1.25, W - 0.1, 1.45), "armour",
+                     dihedral_base=1.0))                                          # cab
+        q.append(box((1.95, 0.0, 1.95), (0.1, W - 0.3, 0.6), "glass"))           # windscreen
+        for side in (-1, 1):  # fenders
+            q.append(box((2.35, side * (W / 2 - 0.25), 1.2), (1.2, 0.45, 0.05), "armour"))
+        bed_x0, bed_x1, bed_z = -3.45, 0.65, 1.2
+        q.append(box(((bed_x0 + bed_x1) / 2, 0.0, bed_z - 0.05), (bed_x1 - bed_x0, W, 0.1),
+                     "wood"))                                                    # bed floor
+        for side in (-1, 1):
+            y = side * W / 2
+            q.append(plate((bed_x0, y, bed_z), (bed_x1, y, bed_z), (bed_x1, y, bed_z + 0.6),
+                           (bed_x0, y, bed_z + 0.6), "wood", dihedral_base=0.0))
+        q.append(plate((bed_x0, -W / 2, bed_z), (bed_x0, W / 2, bed_z), (bed_x0, W / 2, bed_z + 0.6),
+                       (bed_x0, -W / 2, bed_z + 0.6), "wood"))
+        q.append(plate((bed_x1, -W / 2, bed_z), (bed_x1, W / 2, bed_z), (bed_x1, W / 2, H - 0.1),
+                       (bed_x1, -W / 2, H - 0.1), "wood"))                       # front wall
+        q.append(box(((bed_x0 + bed_x1) / 2, 0.0, (bed_z + 0.6 + H) / 2),
+                     (bed_x1 - bed_x0, W - 0.02, H - bed_z - 0.6), "canvas",
+                     top_inset=(0.0, 0.15)))                                     # tarpaulin
+        corners = [Corner((bed_x1 - 0.05, 0.0, bed_z + 0.05), (-0.6, 0.0, 0.8), 0.4),
+                   Corner((0.75, W / 2 - 0.1, 1.05), (0.6, 0.7, 0.3), 0.3)]
+        return Model(name, "target", [Part("body", q)], corners, (0.0, 0.0), (0.0, 0.0), {})
+    if name == "D7":
+        q = []
+        trk_l, trk_w = 3.3, 0.56
+        for side in (-1, 1):
+            q.append(box((-0.4, side * (1.15), 0.45), (trk_l, trk_w, 0.9), "track",
+                         dihedral_base=0.0, top_inset=(0.3, 0.0)))
+        q.append(box((-0.3, 0.0, 1.35), (3.0, 1.3, 0.9), "engine", top_inset=(0.05, 0.1)))
+        q.append(box((-1.35, 0.0, 1.2), (1.3, 2.3, 0.6), "armour"))               # operator deck
+        for x in (-0.75, -1.95):  # ROPS posts and canopy
+            for side in (-1, 1):
+                q.append(box((x, side * 0.95, 2.2), (0.12, 0.12, 1.8), "armour"))
+        q.append(box((-1.35, 0.0, H - 0.05), (1.5, 2.1, 0.1), "armour"))
+        q.append(cylinder((0.7, 0.3, 2.2), (0, 0, 1), 0.07, 0.9, "armour", 8))  # exhaust stack
+        q.append(box((-2.5, 0.0, 0.7), (0.5, 0.3, 1.0), "armour"))               # ripper
+        body = Part("body", q)
+        bx = L / 2 - 0.25
+        bl = [plate((bx - 0.15, -W / 2, 0.0), (bx - 0.15, W / 2, 0.0),
+                    (bx - 0.05, W / 2, 0.6), (bx - 0.05, -W / 2, 0.6), "armour",
+                    dihedral_base=0.0),
+              plate((bx - 0.05, -W / 2, 0.6), (bx - 0.05, W / 2, 0.6),
+                    (bx + 0.2, W / 2, 1.25), (bx + 0.2, -W / 2, 1.25), "armour")]
+        for side in (-1, 1):  # push arms
+            bl.append(box((bx - 1.4, side * 1.45, 0.55), (2.6, 0.2, 0.25), "armour"))
+        corners = [Corner((bx - 0.2, 0.0, 0.15), (-0.7, 0.0, 0.7), 0.5, "blade"),
+                   Corner((-1.9, 0.9, 1.52), (-0.6, 0.5, 0.6), 0.3)]
+        return Model(name, "target", [body, Part("blade", bl, "blade")], corners, (0.0, 0.0),
+                     (0.0, 0.0), {"blade_height_m": (0.0, 0.35)})
+    if name == "tree":
+        trunk = cylinder((0.0, 0.0, 1.3), (0, 0, 1), 0.18, 2.6, "bark", 10, dihedral_base=0.0)
+        crown = ellipsoid((0.0, 0.0, 3.7), (1.8, 1.8, 1.8), "foliage", n_lon=14, n_lat=8)
+        return Model(name, "tree", [Part("trunk", [trunk]), Part("crown", [crown])],
+                     volume=((0.0, 0.0, 3.7), (1.75, 1.75, 1.75)))
+    if name == "house":
+        lx, ly, eave, ridge = 7.5, 5.5, 2.5, 4.2
+        walls = box((0.0, 0.0, eave / 2), (lx, ly, eave), "masonry", dihedral_base=0.0)
+        r0 = [(-lx / 2 - 0.3, -ly / 2 - 0.3, eave - 0.1), (lx / 2 + 0.3, -ly / 2 - 0.3, eave - 0.1),
+              (lx / 2 + 0.3, 0.0, ridge), (-lx / 2 - 0.3, 0.0, ridge)]
+        r1 = [(-lx / 2 - 0.3, ly / 2 + 0.3, eave - 0.1), (-lx / 2 - 0.3, 0.0, ridge),
+              (lx / 2 + 0.3, 0.0, ridge), (lx / 2 + 0.3, ly / 2 + 0.3, eave - 0.1)]
+        roof = [QuadSet(np.array([r0]), "roof_tile"), QuadSet(np.array([r1]), "roof_tile"),
+                QuadSet(np.array([r0[::-1]]), "roof_tile"), QuadSet(np.array([r1[::-1]]),
+                                                                     "roof_tile")]
+        gables = []
+        for sx in (-1, 1):
+            x = sx * lx / 2
+            tri = np.array([[(x, -ly / 2, eave), (x, ly / 2, eave), (x, 0.0, ridge),
+                             (x, 0.0, ridge)]])
+            if sx < 0:
+                tri = tri[:, ::-1]
+            gables.append(QuadSet(tri, "masonry"))
+        chimney = box((1.5, 1.0, ridge - 0.2), (0.5, 0.5, 1.4), "masonry")
+        door = plate((lx / 2 - 2.0, -ly / 2 - 0.01, 0.0), (lx / 2 - 1.1, -ly / 2 - 0.01, 0.0),
+                     (lx / 2 - 1.1, -ly / 2 - 0.01, 2.0), (lx / 2 - 2.0, -ly / 2 - 0.01, 2.0),
+                     "wood", two_sided=False, dihedral_base=0.0)
+        return Model(name, "house", [Part("walls", [walls, door] + gables),
+                                     Part("roof", roof + [chimney])])
+    raise ValueError(f"unknown model {name!r}")
+
+
+OBJECT_NAMES = ("tree", "house")
+ALL_NAMES: tuple[str, ...] = tuple(MSTAR_CLASSES) + OBJECT_NAMES
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError naming the valid choices when ``name`` is not a known model."""
+    if name not in ALL_NAMES:
+        raise ValueError(f"unknown class {name!r}: expected one of {', '.join(ALL_NAMES)}")
+
+
+@lru_cache(maxsize=None)
+def build_model(name: str) -> Model:
+    """The model of ``name`` (an MSTAR folder name, 'tree' or 'house'), cached."""
+    check_name(name)
+    return _build(name)
+
+
+@lru_cache(maxsize=None)
+def model_facets(name: str) -> tuple[Facets, tuple[str, ...]]:
+    """Facets of every part in the model frame (neutral articulation) and the part joints."""
+    model = build_model(name)
+    items = []
+    joints = []
+    for pi, part in enumerate(model.parts):
+        joints.append(part.joint)
+        for qs in part.quads:
+            items.append(sample_quads(qs, MATERIAL_INDEX[qs.material], pi))
+    return Facets.concatenate(items), tuple(joints)
+
+
+def random_articulation(name: str, rng: np.random.Generator) -> dict[str, float]:
+    """Draw joint values uniformly in the model's ranges (empty dict for rigid objects)."""
+    model = build_model(name)
+    return {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in model.articulation_ranges.items()}
+
+
+def _joint_transforms(model: Model, art: dict[str, float]) -> dict[str, tuple[np.ndarray,
+                                                                             np.ndarray]]:
+    """(rotation, translation) per joint for the articulation ``art``."""
+    bad = set(art) - set(ARTICULATION_KEYS)
+    if bad:
+        raise ValueError(f"unknown articulation keys {sorted(bad)}: expected some of "
+                         f"{ARTICULATION_KEYS}")
+    yaw = art.get("turret_yaw_deg", 0.0)
+    elev = art.get("gun_elevation_deg", 0.0)
+    blade = art.get("blade_height_m", 0.0)
+    tx, ty = model.turret_pivot
+    piv = np.array([tx, ty, 0.0])
+    rz = rot_z(yaw)
+    t_turret = piv - rz @ piv
+    gx, gz = model.gun_pivot
+    gp = np.array([gx, 0.0, gz])
+    ry = rot_y(-elev)
+    # gun: elevate about the trunnion, then yaw with the turret
+    r_gun = rz @ ry
+    t_gun = rz @ (gp - ry @ gp) + t_turret
+    eye = np.eye(3)
+    return {"fixed": (eye, np.zeros(3)), "turret": (rz, t_turret), "gun": (r_gun, t_gun),
+            "blade": (eye, np.array([0.0, 0.0, blade]))}
+
+
+def articulated_facets(name: str, articulation: dict[str, float] | None = None) -> Facets:
+    """Model-frame facets with the joints set to ``articulation`` (missing keys: 0)."""
+    model = build_model(name)
+    facets, joints = model_facets(name)
+    art = dict(articulation or {})
+    tr = _joint_transforms(model, art)
+    if all(j == "fixed" for j in joints) or not art:
+        return facets
+    centre = facets.centre.copy()
+    normal = facets.normal.copy()
+    au = facets.axis_u.copy()
+    av = facets.axis_v.copy()
+    for pi, joint in enumerate(joints):
+        if joint == "fixed":
+            continue
+        rot, t = tr[joint]
+        sel = facets.part == pi
+        centre[sel] = centre[sel] @ rot.T + t
+        normal[sel] = normal[sel] @ rot.T
+        au[sel] = au[sel] @ rot.T
+        av[sel] = av[sel] @ rot.T
+    return Facets(centre, normal, au, av, facets.size_u, facets.size_v, facets.area,
+                  facets.material, facets.dihedral_base, facets.part)
+
+
+def articulated_corners(name: str, articulation: dict[str, float] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trihedral corners (positions (K, 3), unit axes (K, 3), sizes (K,)) after articulation."""
+    model = build_model(name)
+    if not model.corners:
+        z = np.zeros((0, 3))
+        return z, z, np.zeros(0)
+    tr = _joint_transforms(model, dict(articulation or {}))
+    pos, ax = [], []
+    for c in model.corners:
+        rot, t = tr[c.joint]
+        pos.append(rot @ np.array(c.position) + t)
+        a = rot @ np.array(c.axis, dtype=np.float64)
+        ax.append(a / np.linalg.norm(a))
+    return np.array(pos), np.array(ax), np.array([c.size_m for c in model.corners])
+
+
+def model_extent(name: str, articulation: dict[str, float] | None = None
+                 ) -> tuple[float, float, float]:
+    """Measured (length along x, width along y, height) of the model's facets (m)."""
+    c = articulated_facets(name, articulation).centre
+    ext = c.max(axis=0) - c.min(axis=0)
+    return float(ext[0]), float(ext[1]), float(c[:, 2].max())
+
+
+__all__ = ["ALL_NAMES", "ARTICULATION_KEYS", "DIMENSIONS", "MATERIALS", "MATERIAL_NAMES",
+           "Material", "Model", "Part", "Corner", "build_model", "model_facets",
+           "articulated_facets", "articulated_corners", "random_articulation", "check_name",
+           "model_extent", "OBJECT_NAMES"]
+
+
+@lru_cache(maxsize=None)
+def model_edges(name: str, spacing_m: float = 0.25) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """Edge samples of every quad: positions (E, 3), unit directions (E, 3), lengths (E,),
+    edge coefficients (E,) from the materials, and part indices (E,), in the model frame."""
+    model = build_model(name)
+    pos, dirs, lens, coef, parts = [], [], [], [], []
+    for pi, part in enumerate(model.parts):
+        for qs in part.quads:
+            c_edge = MATERIALS[qs.material].edge
+            if c_edge <= 0:
+                continue
+            for quad in qs.corners:
+                for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+                    seg = b - a
+                    ln = float(np.linalg.norm(seg))
+                    if ln < 0.05:
+                        continue
+                    n = max(1, int(np.ceil(ln / spacing_m)))
+                    t = (np.arange(n) + 0.5) / n
+                    pos.append(a + t[:, None] * seg)
+                    dirs.append(np.repeat((seg / ln)[None], n, axis=0))
+                    lens.append(np.full(n, ln / n))
+                    coef.append(np.full(n, c_edge))
+                    parts.append(np.full(n, pi, np.int32))
+    if not pos:
+        z = np.zeros((0, 3))
+        return z, z, np.zeros(0), np.zeros(0), np.zeros(0, np.int32)
+    return (np.concatenate(pos), np.concatenate(dirs), np.concatenate(lens),
+            np.concatenate(coef), np.concatenate(parts))
+
+
+def articulated_edges(name: str, articulation: dict[str, float] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edge samples after articulation: positions, directions, lengths, coefficients."""
+    model = build_model(name)
+    pos, dirs, lens, coef, parts = model_edges(name)
+    if not articulation or pos.shape[0] == 0:
+        return pos, dirs, lens, coef
+    tr = _joint_transforms(model, dict(articulation))
+    pos, dirs = pos.copy(), dirs.copy()
+    for pi, part in enumerate(model.parts):
+        if part.joint == "fixed":
+            continue
+        rot, t = tr[part.joint]
+        sel = parts == pi
+        pos[sel] = pos[sel] @ rot.T + t
+        dirs[sel] = dirs[sel] @ rot.T
+    return pos, dirs, lens, coef

@@ -1,0 +1,35 @@
+"""``sar-atd train <what>``: training commands (registry :data:`TRAINERS`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _detector(args: argparse.Namespace) -> int:
+    from sar_atd_training.trainer.train import main
+
+    return main(args)
+
+
+# what -> (help, add-arguments function, run function). Explicit registry.
+def _detector_args(p: argparse.ArgumentParser) -> None:
+    from sar_atd_training.trainer.train import get_args_parser
+
+    get_args_parser(p)
+
+
+TRAINERS: dict[str, tuple[str, Any, Any]] = {
+    "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
+                 _detector_args, _detector),
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add ``sar-atd train`` and its subcommands."""
+    p = subparsers.add_parser("train", help="train models")
+    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, (help_, add_args, run) in TRAINERS.items():
+        q = sub.add_parser(name, help=help_, description=help_)
+        add_args(q)
+        q.set_defaults(func=run)
