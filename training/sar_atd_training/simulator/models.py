@@ -48,17 +48,17 @@ class Material:
 
 
 MATERIALS: dict[str, Material] = {
-    "armour": Material(0.95, 0.0015, 0.20, 0.35),   # painted steel, dusty
-    "track": Material(0.80, 0.0060, 0.45, 0.25),    # steel track links, road wheels
-    "rubber": Material(0.45, 0.0030, 0.15, 0.10),   # tyres
-    "glass": Material(0.60, 0.0002, 0.02, 0.05),
-    "canvas": Material(0.25, 0.0080, 0.10, 0.02),   # tarpaulin over a cargo bed
-    "engine": Material(0.90, 0.0100, 0.60, 0.30),   # grilles, exhausts, clutter on decks
-    "bark": Material(0.20, 0.0100, 0.06, 0.0),
-    "foliage": Material(0.0, 0.0, 0.10, 0.0, 0.15),
-    "masonry": Material(0.55, 0.0050, 0.12, 0.15),
-    "roof_tile": Material(0.50, 0.0080, 0.25, 0.15),
-    "wood": Material(0.35, 0.0040, 0.08, 0.10),
+    "armour": Material(0.90, 0.0040, 0.60, 0.35),   # painted steel plates, bolts, fittings
+    "track": Material(0.80, 0.0080, 1.00, 0.25),    # steel track links, road wheels
+    "rubber": Material(0.45, 0.0040, 0.40, 0.10),   # tyres
+    "glass": Material(0.60, 0.0005, 0.05, 0.05),
+    "canvas": Material(0.25, 0.0100, 0.30, 0.02),   # tarpaulin over a cargo bed
+    "engine": Material(0.90, 0.0100, 1.20, 0.30),   # grilles, exhausts, clutter on decks
+    "bark": Material(0.20, 0.0100, 0.10, 0.0),
+    "foliage": Material(0.0, 0.0, 0.10, 0.0, 0.25),
+    "masonry": Material(0.55, 0.0060, 0.20, 0.15),
+    "roof_tile": Material(0.50, 0.0080, 0.35, 0.15),
+    "wood": Material(0.35, 0.0050, 0.25, 0.10),
 }
 MATERIAL_NAMES: tuple[str, ...] = tuple(MATERIALS)
 MATERIAL_INDEX: dict[str, int] = {n: i for i, n in enumerate(MATERIAL_NAMES)}

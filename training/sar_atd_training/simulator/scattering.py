@@ -31,7 +31,7 @@ import numpy as np
 
 from sar_atd.sar.sensor import SensorConfig
 
-AMPLITUDE_GAIN = 0.12
+AMPLITUDE_GAIN = 1.0
 """Global calibration of simulated amplitudes to MSTAR magnitude units (see module doc)."""
 
 GROUND_REFLECTIVITY = 0.5
