@@ -48,7 +48,8 @@ def bank() -> ArrayBank:
 @pytest.fixture(scope="module")
 def grass() -> BackgroundSet:
     """A plain 400 x 400 grass field (Rayleigh speckle at the MSTAR grass level)."""
-    cfg = ClutterConfig(height=400, width=400, fields=FieldsConfig(count=1, edge_prob=0),
+    plain = FieldsConfig(count=1, edge_prob=0, texture_shape=(0.0, 0.0))
+    cfg = ClutterConfig(height=400, width=400, fields=plain,
                         trees=TreesConfig(treelines=0, forests=0),
                         buildings=BuildingsConfig(count=0), roads=RoadsConfig(roads=0, tracks=0),
                         points=PointsConfig(fences=0, poles=0, discretes=0))

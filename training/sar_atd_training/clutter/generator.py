@@ -68,6 +68,11 @@ class FieldsConfig:
     """Mean number of fields in a default-size scene."""
     offset_db: tuple[float, float] = (-3.0, 3.0)
     """Mean power of each field relative to the grass level (dB); one field is at 0 dB."""
+    texture_shape: tuple[float, float] = (4.0, 12.0)
+    """Gamma shape ``nu`` of a mild per-field texture (K-distributed grass, as measured on real
+    MSTAR clutter: amplitude CV ~0.6 rather than Rayleigh 0.52); (0, 0) for pure Rayleigh."""
+    texture_corr_m: float = 1.0
+    """Correlation scale of the field texture (m)."""
     edge_prob: float = 0.4
     """Probability that a boundary between two fields carries a slightly brighter edge
     (hedge bank, ditch) of ``edge_gain_db``."""
@@ -280,6 +285,12 @@ def _rayleigh_fields(s: _Scene, rng: np.random.Generator) -> None:
     offsets[0] = 0.0  # the calibrated grass level is always present
     s.power *= (10.0 ** (offsets[lab] / 10.0)).astype(np.float32)
     s.layers["field"][:] = True
+    if cfg.texture_shape[1] > 0:
+        nu = rng.uniform(max(cfg.texture_shape[0], 0.1), cfg.texture_shape[1], n)
+        corr = s.m2px(cfg.texture_corr_m)
+        for nu_i in np.unique(np.round(nu, 1)):  # one texture per distinct order
+            sel = np.round(nu, 1)[lab] == nu_i
+            s.texture[sel] = _correlated_gamma(rng, (s.h, s.w), float(nu_i), corr)[sel]
     # field edges: boundaries between cells, a random subset brighter
     edge = np.zeros_like(s.layers["field"])
     edge[:-1] |= lab[:-1] != lab[1:]

@@ -437,14 +437,19 @@ class OverlayPipeline:
         for dr in draws:
             bg = self.backgrounds[dr["background"]]
             r0, c0 = dr["crop"]
-            ri = _reflect(np.arange(r0 - pad, r0 + n + pad), bg.shape[0])
-            ci = _reflect(np.arange(c0 - pad, c0 + n + pad), bg.shape[1])
-            canvases.append(np.asarray(bg)[np.ix_(ri, ci)])
+            hb, wb = bg.shape[-2:]
+            if r0 >= pad and c0 >= pad and r0 + n + pad <= hb and c0 + n + pad <= wb:
+                canvases.append(bg[r0 - pad:r0 + n + pad, c0 - pad:c0 + n + pad])
+            else:  # near the scene border: reflect
+                ri = _reflect(np.arange(r0 - pad, r0 + n + pad), hb)
+                ci = _reflect(np.arange(c0 - pad, c0 + n + pad), wb)
+                canvases.append(np.asarray(bg)[np.ix_(ri, ci)])
+        # a fresh array: modified in place below as the output canvas
         bg_t = torch.from_numpy(np.stack(canvases).astype(np.complex64, copy=False)).to(dev)
 
         objs = [(b, o) for b, dr in enumerate(draws) for o in dr["objects"]]
         t = len(objs)
-        out = bg_t.clone()
+        out = bg_t  # steps 3-4 write in place; the windows below are copies
         shadow_union = torch.zeros(bg_t.shape, dtype=torch.bool, device=dev)
         if t:
             recs = [o["record"] for _, o in objs]
@@ -475,10 +480,13 @@ class OverlayPipeline:
             for k in range(t):
                 b, r, c = bidx[k], rows[k], cols[k]
                 shadow_union[b, r:r + s1, c:c + s2] |= sh[k]
-            cut = bg_t * (~shadow_union)
             # (2) add thermal noise and blur with the sensor function (per target window)
-            win = torch.stack([cut[bidx[k], rows[k] - m:rows[k] + s1 + m,
-                                   cols[k] - m:cols[k] + s2 + m] for k in range(t)])
+            sl = [(bidx[k], slice(rows[k] - m, rows[k] + s1 + m),
+                   slice(cols[k] - m, cols[k] + s2 + m)) for k in range(t)]
+            win = torch.stack([bg_t[s] for s in sl]) * ~torch.stack([shadow_union[s]
+                                                                     for s in sl])
+            bgwin_orig = torch.stack([bg_t[b, r:r + s1, c:c + s2]
+                                      for b, r, c in zip(bidx, rows, cols)])
             gain = sensor_noise_gain(s1 + 2 * m, s2 + 2 * m, rr, xr, self.sensor)
             sigma = torch.sqrt(10.0 ** (ndb / 10.0) / (2.0 * gain))[:, None, None]
             noise = torch.complex(torch.randn(win.shape, generator=dev_g, device=dev) * sigma,
@@ -496,9 +504,7 @@ class OverlayPipeline:
                 b, r, c = bidx[k], rows[k], cols[k]
                 out[b, r:r + s1, c:c + s2] += rendered[k]
             # visible masks: support + rendered energy above the local clutter, near the support
-            bgwin = torch.stack([bg_t[bidx[k], rows[k]:rows[k] + s1, cols[k]:cols[k] + s2]
-                                 for k in range(t)])
-            clutter = bgwin.abs().reshape(t, -1).median(dim=1).values[:, None, None]
+            clutter = bgwin_orig.abs().reshape(t, -1).median(dim=1).values[:, None, None]
             energy = rendered.abs() > cfg.box_energy_factor * clutter
             d = cfg.box_dilate_px
             near = sup if d == 0 else (F.max_pool2d(sup[:, None].float(), 2 * d + 1, 1, d)[:, 0]
@@ -512,7 +518,8 @@ class OverlayPipeline:
         # (5) quarter-power LUT, per-image ref
         img_c = out[:, pad:pad + n, pad:pad + n]
         refs = torch.tensor([dr["lut_ref"] for dr in draws], dtype=torch.float32, device=dev)
-        images = quarter_power_lut(img_c, refs)
+        mag = torch.view_as_real(img_c).square().sum(-1).sqrt_()  # |s|, faster than abs()
+        images = quarter_power_lut(mag, refs)
         shadows = shadow_union[:, pad:pad + n, pad:pad + n]
 
         samples = []

@@ -52,13 +52,13 @@ MATERIALS: dict[str, Material] = {
     "track": Material(0.80, 0.0080, 1.00, 0.25),    # steel track links, road wheels
     "rubber": Material(0.45, 0.0040, 0.40, 0.10),   # tyres
     "glass": Material(0.60, 0.0005, 0.05, 0.05),
-    "canvas": Material(0.25, 0.0100, 0.30, 0.02),   # tarpaulin over a cargo bed
+    "canvas": Material(0.25, 0.0100, 0.90, 0.02),   # tarpaulin over a cargo bed
     "engine": Material(0.90, 0.0100, 1.20, 0.30),   # grilles, exhausts, clutter on decks
     "bark": Material(0.20, 0.0100, 0.10, 0.0),
     "foliage": Material(0.0, 0.0, 0.10, 0.0, 0.25),
     "masonry": Material(0.55, 0.0060, 0.20, 0.15),
     "roof_tile": Material(0.50, 0.0080, 0.35, 0.15),
-    "wood": Material(0.35, 0.0050, 0.25, 0.10),
+    "wood": Material(0.35, 0.0050, 0.60, 0.10),
 }
 MATERIAL_NAMES: tuple[str, ...] = tuple(MATERIALS)
 MATERIAL_INDEX: dict[str, int] = {n: i for i, n in enumerate(MATERIAL_NAMES)}

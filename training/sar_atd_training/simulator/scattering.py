@@ -40,6 +40,14 @@ GROUND_REFLECTIVITY = 0.5
 DECK_REFLECTIVITY = 0.8
 """Specular reflection factor of a vehicle deck (metal) in deck-wall dihedrals."""
 
+DIHEDRAL_EFFICIENCY = 0.35
+"""Amplitude factor of real wall-floor dihedrals vs the ideal one (walls not exactly
+vertical or flat, uneven ground, wheels and stowage breaking the corner). Calibrated so that
+vehicle peaks are MSTAR-like (median ~1.5-3, rare flashes ~5-10)."""
+
+TRIHEDRAL_EFFICIENCY = 0.25
+"""Amplitude factor of real concave corners vs an ideal trihedral (same reason)."""
+
 FOLIAGE_EXTINCTION_NP_M = 0.6
 """One-way amplitude extinction inside a tree crown (neper/m)."""
 
@@ -100,8 +108,8 @@ def dihedral(centre: np.ndarray, normal: np.ndarray, axis_u: np.ndarray, axis_v:
     pat = (_sinc(k * size_u * (-math.cos(psi) * axis_u[:, 1]))
            * _sinc(k * size_v * (-math.cos(psi) * axis_v[:, 1])))
     floor_r = np.where(base_z <= 1e-6, GROUND_REFLECTIVITY, DECK_REFLECTIVITY)
-    amp = (floor_r * reflectivity * math.sqrt(8 * math.pi) * area / wavelength_m * cos_phi
-           * pat)
+    amp = (DIHEDRAL_EFFICIENCY * floor_r * reflectivity * math.sqrt(8 * math.pi) * area
+           / wavelength_m * cos_phi * pat)
     keep = vertical & reflector_lit & (cos_phi > 0)
     foot = centre[keep].copy()
     foot[:, 2] = base_z[keep]
@@ -114,7 +122,8 @@ def trihedral(position: np.ndarray, axis: np.ndarray, size_m: np.ndarray,
     """Concave trihedral corners: peak ``sqrt(12 pi) a^2 / lambda``, ~40 deg wide lobe."""
     s = line_of_sight(depression_deg)
     ang = np.arccos(np.clip(axis @ s, -1.0, 1.0))
-    amp = math.sqrt(12 * math.pi) * size_m**2 / wavelength_m * np.exp(-(ang / 0.45) ** 2)
+    amp = (TRIHEDRAL_EFFICIENCY * math.sqrt(12 * math.pi) * size_m**2 / wavelength_m
+           * np.exp(-(ang / 0.45) ** 2))
     return position, amp.astype(np.complex128)
 
 
