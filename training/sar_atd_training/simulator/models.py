@@ -330,8 +330,8 @@ def _build(name: str) -> Model:
             y = side * W / 2
             q.append(plate((bed_x0, y, bed_z), (bed_x1, y, bed_z), (bed_x1, y, bed_z + 0.6),
                            (bed_x0, y, bed_z + 0.6), "wood", dihedral_base=0.0))
-        q.append(plate((bed_x0, -W / 2, bed_z), (bed_x0, W / 2, bed_z), (bed_x0, W / 2, bed_z + 0.6),
-                       (bed_x0, -W / 2, bed_z + 0.6), "wood"))
+        q.append(plate((bed_x0, -W / 2, bed_z), (bed_x0, W / 2, bed_z),
+                       (bed_x0, W / 2, bed_z + 0.6), (bed_x0, -W / 2, bed_z + 0.6), "wood"))
         q.append(plate((bed_x1, -W / 2, bed_z), (bed_x1, W / 2, bed_z), (bed_x1, W / 2, H - 0.1),
                        (bed_x1, -W / 2, H - 0.1), "wood"))                       # front wall
         q.append(box(((bed_x0 + bed_x1) / 2, 0.0, (bed_z + 0.6 + H) / 2),
