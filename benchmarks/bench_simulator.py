@@ -1,6 +1,6 @@
 """Simulator benchmark: bank generation rate and realism against REAL MSTAR chips.
 
-Run: ``python -m benchmarks.bench_simulator [--rate-classes T72 BMP2] [--rate-step 2]
+Run: ``python -m benchmarks.bench_simulator [--rate-classes T72 BMP2] [--rate-step 0.5]
 [--realism-step 10] [--workers 2]``.
 
 (a) Rate: simulate a subset (classes x one depression x azimuths) with the bank writer's
@@ -148,7 +148,7 @@ def bench_realism(step: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate-classes", nargs="+", default=["T72", "BMP2"])
-    p.add_argument("--rate-step", type=float, default=2.0, help="azimuth step of the rate run")
+    p.add_argument("--rate-step", type=float, default=0.5, help="azimuth step of the rate run")
     p.add_argument("--realism-step", type=float, default=10.0, help="azimuth step (deg)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-rate", action="store_true")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,10 @@ def test_config_is_strict_and_schedule_documented(tmp_path) -> None:
     assert [ms.lr_factor(s) for s in (0, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "training" / "configs").glob("*.yaml")),
+RECIPES = ("fasterrcnn_vgg16_paper", "retinanet_r50_paper", "cpu_quick")
+
+
+@pytest.mark.parametrize("recipe", [REPO / "training" / "configs" / f"{n}.yaml" for n in RECIPES],
                          ids=lambda p: p.stem)
 def test_recipes_load_and_build(recipe: Path) -> None:
     cfg = load_train_config(recipe)
@@ -191,17 +195,24 @@ def test_ddp_two_processes_gloo(tmp_path) -> None:
     """``torchrun --nproc_per_node=2`` on CPU (gloo): 2 steps, rank 0 writes the checkpoint."""
     cfg_path = tmp_path / "ddp.yaml"
     cfg_path.write_text(yaml.safe_dump({
-        "model": "retinanet_r18_fpn", "model_kwargs": {"fpn_channels": 32}, "input_size": 64,
-        "batch_size": 1, "steps": 2, "warmup_steps": 0, "checkpoint_interval": 2,
+        "model": "retinanet_r18_fpn", "model_kwargs": {"fpn_channels": 32}, "input_size": 96,
+        "batch_size": 2, "steps": 2, "warmup_steps": 0, "checkpoint_interval": 2,
         "log_interval": 1, "val_images": 0, "val_patchworks": 0, "device": "cpu",
         "data": {"kind": "toy", "side_px": [8, 20]}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=0", "-m", "sar_atd_training.trainer.train", "--config", str(cfg_path),
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "sar_atd_training.trainer.train", "--config", str(cfg_path),
          "--out", str(tmp_path / "run"), "--no-progress"],
-        capture_output=True, text=True, timeout=240, env=env, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+        start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        proc.communicate()
+        pytest.fail("torchrun did not finish in 180 s")
+    assert proc.returncode == 0, out[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and ckpt["step"] == 2
     assert len(read_losses(tmp_path / "run" / "train.csv")) == 2

@@ -12,7 +12,19 @@ points of its ideal signature. Then, exactly as in the paper:
    its chip, with that target's resolution and noise level);
 3. the shadow mask takes these noisy shadows back into the original background;
 4. the sensor function is applied to the (dropped-out) ideal target signatures, which are added;
-5. the quarter-power LUT renders 8 bits.
+5. the quarter-power LUT renders 8 bits (by default; optionally a randomised power-law
+   rendering, see below).
+
+Rendering randomisation (domain randomisation of step 5, off by default): real archives hold
+*some* monotonic 8-bit rendering of magnitude (the MSTAR JPEG chips: linear magnitude with a
+contrast stretch), not the paper's quarter-power LUT. Per image, an amplitude exponent
+``gamma`` is drawn from ``render_gamma_range`` (0.5 = quarter power, 1 = linear), and with
+``render_ref = "quantile"`` the white point follows the image content like a contrast-enhanced
+display: a quantile (drawn from ``render_ref_quantile_range``) of the image amplitude is
+rendered at an 8-bit level drawn from ``render_ref_level_range``; a black point (the ``render_black_quantile_range``
+quantile rendered as 0) adds the dark clip of a contrast stretch. All of it goes through
+:func:`sar_atd.sar.lut.power_law_render`. A degenerate range (min == max) consumes no random
+number, so the default configuration reproduces the paper-faithful images bit for bit.
 
 Noise level convention: ``noise_db`` is the thermal noise power per pixel (dB re unit amplitude
 squared) *after* the sensor function, i.e. what one measures in the rendered shadow; the white
@@ -43,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from sar_atd.errors import ConfigError, SarAtdError
-from sar_atd.sar.lut import quarter_power_lut
+from sar_atd.sar.lut import power_law_render
 from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, spectral_window
 
 LOG = logging.getLogger(__name__)
@@ -111,7 +123,25 @@ class OverlayConfig:
     window_margin_px: int = 12
     """Background margin around a chip for the step-2 blur (pixels)."""
     lut_ref: tuple[float, float] = (1.0, 1.0)
-    """Quarter-power LUT ``ref`` per image (a range randomises the display gain)."""
+    """Quarter-power LUT ``ref`` per image (a range randomises the display gain): amplitude
+    ``lut_ref**2`` is rendered as 255 (``render_ref = "fixed"``, any ``gamma``)."""
+    render_gamma_range: tuple[float, float] = (0.5, 0.5)
+    """Amplitude exponent per image (8-bit value ~ ``|s|**gamma``): 0.5 = the paper's
+    quarter-power LUT, 1.0 = linear magnitude (the MSTAR JPEG chips)."""
+    render_ref: Literal["fixed", "quantile"] = "fixed"
+    """White point: ``"fixed"``: amplitude ``lut_ref**2`` maps to 255 (the paper); ``"quantile"``:
+    per image, a quantile drawn from ``render_ref_quantile_range`` of the image amplitude is
+    rendered at an 8-bit level drawn from ``render_ref_level_range`` (a contrast-enhanced
+    display)."""
+    render_ref_quantile_range: tuple[float, float] = (0.5, 0.5)
+    """Quantile of the image amplitude that anchors the contrast in ``"quantile"`` mode, per
+    image (0.5: the median, i.e. the clutter level of an image that is mostly clutter; ~0.9995:
+    the brightest target pixels, a display that saturates the top of the histogram)."""
+    render_ref_level_range: tuple[float, float] = (30.0, 30.0)
+    """8-bit level (0-255] the anchor quantile is rendered at, per image (``"quantile"``)."""
+    render_black_quantile_range: tuple[float, float] = (0.0, 0.0)
+    """Quantile of the image amplitude rendered as 0 (black point of a contrast stretch), per
+    image; 0 = no black point."""
     classes: tuple[str, ...] = ()
     """Target classes to use (empty: all)."""
     depressions_deg: tuple[float, ...] = ()
@@ -130,6 +160,28 @@ class OverlayConfig:
         _range("xrange_res_m", self.xrange_res_m, 1e-6)
         _range("noise_db", self.noise_db)
         _range("lut_ref", self.lut_ref, 1e-9)
+        _range("render_gamma_range", self.render_gamma_range, 1e-3)
+        if self.render_gamma_range[1] > 10.0:
+            raise ConfigError(f"OverlayConfig.render_gamma_range must be <= 10, got "
+                              f"{self.render_gamma_range}")
+        if self.render_ref not in ("fixed", "quantile"):
+            raise ConfigError(f"OverlayConfig.render_ref must be 'fixed' or 'quantile', got "
+                              f"{self.render_ref!r}")
+        _range("render_ref_quantile_range", self.render_ref_quantile_range, 1e-6)
+        if self.render_ref_quantile_range[1] > 1.0:
+            raise ConfigError(f"OverlayConfig.render_ref_quantile_range must be in (0, 1], got "
+                              f"{self.render_ref_quantile_range}")
+        _range("render_ref_level_range", self.render_ref_level_range, 1.0)
+        if self.render_ref_level_range[1] > 255.0:
+            raise ConfigError(f"OverlayConfig.render_ref_level_range must be in [1, 255], got "
+                              f"{self.render_ref_level_range}")
+        _range("render_black_quantile_range", self.render_black_quantile_range, 0.0)
+        if self.render_black_quantile_range[1] >= 0.5 or (
+                self.render_ref == "quantile"
+                and self.render_black_quantile_range[1] >= self.render_ref_quantile_range[0]):
+            raise ConfigError("OverlayConfig.render_black_quantile_range must stay below 0.5 "
+                              f"and below render_ref_quantile_range, got "
+                              f"{self.render_black_quantile_range}")
         if not 0.0 <= self.dropout_share <= 1.0:
             raise ConfigError(f"OverlayConfig.dropout_share must be in [0, 1], got "
                               f"{self.dropout_share}")
@@ -156,7 +208,8 @@ class Sample:
         masks: bool (N, H, W) visible pixels of each target, or None.
         ood_boxes: float32 (M, 4) boxes of overlaid OOD objects (not targets: no labels).
         shadow: bool (H, W) union of the placed shadow masks.
-        meta: dict: background name/index, crop origin, lut_ref, and per object (targets then
+        meta: dict: background name/index, crop origin, lut_ref, render (gamma, ref, black:
+            the :func:`~sar_atd.sar.lut.power_law_render` arguments used), and per object (targets then
             OOD): record, kind, class, azimuth_deg, depression_deg, range_res_m,
             xrange_res_m, noise_db, row/col (chip top-left in the image, may be negative),
             box, dropped points.
@@ -402,8 +455,59 @@ class OverlayPipeline:
                                    f"{cfg.image_size} x {cfg.image_size} crop")
         r0 = self._randint(0, hb - cfg.image_size, g)
         c0 = self._randint(0, wb - cfg.image_size, g)
-        return {"objects": objs, "background": bg_i, "crop": (r0, c0),
-                "lut_ref": self._uniform(cfg.lut_ref, g)}
+        out = {"objects": objs, "background": bg_i, "crop": (r0, c0),
+               "lut_ref": self._uniform(cfg.lut_ref, g)}
+        # rendering randomisation: a degenerate range draws nothing (default stream unchanged)
+        out["render_gamma"] = self._draw_range(cfg.render_gamma_range, g)
+        out["render_quantile"] = self._draw_range(cfg.render_ref_quantile_range, g)
+        out["render_level"] = self._draw_range(cfg.render_ref_level_range, g)
+        out["render_black_q"] = self._draw_range(cfg.render_black_quantile_range, g)
+        return out
+
+    def _draw_range(self, r: tuple[float, float], g: torch.Generator) -> float:
+        """Uniform in ``r``; ``r[0]`` without a draw when the range is degenerate."""
+        return float(r[0]) if r[1] <= r[0] else self._uniform(r, g)
+
+    def _render(self, mag: torch.Tensor, draws: list[dict[str, Any]]) -> torch.Tensor:
+        """Step 5: 8-bit rendering of amplitude images (B, n, n) with per-image parameters.
+
+        Fills ``draw["render"] = {"gamma", "ref", "black"}`` (rendered-domain
+        :func:`~sar_atd.sar.lut.power_law_render` arguments) for each image.
+        """
+        cfg = self.config
+        dev = mag.device
+        gammas = [dr["render_gamma"] for dr in draws]
+        refs: list[float] = []
+        blacks: list[float] = []
+        flat = mag.reshape(mag.shape[0], -1)
+        npx = flat.shape[1]
+
+        def quantile(b: int, q: float) -> float:
+            k = min(npx, max(1, int(round(q * npx))))
+            return float(torch.kthvalue(flat[b], k).values)
+
+        for b, dr in enumerate(draws):
+            gam = dr["render_gamma"]
+            black = quantile(b, dr["render_black_q"]) ** gam if dr["render_black_q"] > 0 else 0.0
+            if cfg.render_ref == "fixed":
+                # amplitude lut_ref**2 -> 255 (for gamma 0.5 exactly the LUT's ref)
+                ref = dr["lut_ref"] if gam == 0.5 else (dr["lut_ref"] ** 2) ** gam
+            else:
+                anchor = quantile(b, dr["render_quantile"]) ** gam
+                ref = black + (anchor - black) * 255.0 / dr["render_level"]
+            if not ref > black:  # blank image (anchor == black point): any valid white point
+                ref = black + max(abs(black), 1e-12)
+            refs.append(ref)
+            blacks.append(black)
+            dr["render"] = {"gamma": gam, "ref": ref, "black": black}
+        ref_t = torch.tensor(refs, dtype=torch.float32, device=dev)
+        if all(x == 0.5 for x in gammas) and not any(blacks):
+            return power_law_render(mag, 0.5, ref_t)  # the paper's quarter-power LUT
+        black_t = torch.tensor(blacks, dtype=torch.float32, device=dev)
+        # float32 rounding may make ref == black for a tiny contrast: keep ref > black
+        ref_t = torch.maximum(ref_t, torch.nextafter(black_t, torch.full_like(black_t, 1e30)))
+        return power_law_render(mag, torch.tensor(gammas, dtype=torch.float32, device=dev),
+                                ref_t, black_t if any(blacks) else None)
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch_size: int, generator: torch.Generator | None = None, *,
@@ -515,11 +619,10 @@ class OverlayPipeline:
                 visible = energy & near
             else:
                 visible = sup | (energy & near)
-        # (5) quarter-power LUT, per-image ref
+        # (5) quarter-power LUT (per-image ref) or the randomised power-law rendering
         img_c = out[:, pad:pad + n, pad:pad + n]
-        refs = torch.tensor([dr["lut_ref"] for dr in draws], dtype=torch.float32, device=dev)
         mag = torch.view_as_real(img_c).square().sum(-1).sqrt_()  # |s|, faster than abs()
-        images = quarter_power_lut(mag, refs)
+        images = self._render(mag, draws)
         shadows = shadow_union[:, pad:pad + n, pad:pad + n]
 
         samples = []
@@ -548,7 +651,8 @@ class OverlayPipeline:
             name = getattr(self.backgrounds, "names", None)
             meta = {"background": dr["background"],
                     "background_name": name[dr["background"]] if name else str(dr["background"]),
-                    "crop": dr["crop"], "lut_ref": dr["lut_ref"], "objects": dr["objects"]}
+                    "crop": dr["crop"], "lut_ref": dr["lut_ref"], "render": dr["render"],
+                    "objects": dr["objects"]}
             samples.append(Sample(
                 image=images[b],
                 boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),

@@ -95,8 +95,8 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1]"),
-            (0 <= self.min_lr_factor <= 1, f"min_lr_factor must be in [0, 1]"),
+            (0 < self.warmup_factor <= 1, "warmup_factor must be in (0, 1]"),
+            (0 <= self.min_lr_factor <= 1, "min_lr_factor must be in [0, 1]"),
             (all(0 < m < 1 for m in self.milestones), "milestones must be fractions in (0, 1)"),
             (0 <= self.fgsm_epsilon <= 255, f"fgsm_epsilon (8-bit units) must be in [0, 255], "
                                             f"got {self.fgsm_epsilon}"),

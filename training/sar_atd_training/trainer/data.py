@@ -106,25 +106,43 @@ def toy_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
 def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     """The real recipe: :class:`sar_atd_training.overlay.OverlayDataset` (contract (2)).
 
-    ``data`` holds ``bank`` (signature bank folder), ``backgrounds`` (a mapping given to
-    :func:`sar_atd_training.overlay.build_backgrounds`, or a path) and ``overlay`` (the
-    :class:`OverlayConfig` mapping); ``input_size`` is the crop side.
+    ``data`` keys (besides ``kind``): ``bank`` (signature bank folder; null: a few signatures
+    simulated on the fly), ``backgrounds`` (folder of MSTAR clutter files / images; null:
+    ``generated_backgrounds`` scenes of generated clutter seeded with ``background_seed``),
+    ``overlay`` (the :class:`OverlayConfig` mapping; ``image_size`` defaults to the recipe's
+    ``input_size``), ``generation_batch`` (images generated per pipeline call) and
+    ``device`` (where generation runs).
     """
-    from sar_atd_training import overlay  # lazy: heavy, and written by another engineer
+    from sar_atd_training import overlay  # lazy: heavy
+    from sar_atd_training.clutter import BackgroundSet, ClutterConfig
 
-    builder = getattr(overlay, "dataset_factory_from_config", None)
-    if builder is not None:  # the overlay package knows best how to build itself
-        return builder({k: v for k, v in data.items() if k != "kind"}, input_size)
-    from sar_atd_training.simulator.bank import SignatureBank
+    known = {"kind", "bank", "backgrounds", "generated_backgrounds", "background_seed",
+             "overlay", "generation_batch", "device"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"data: unknown key(s) {unknown} for kind 'overlay'; "
+                         f"known: {sorted(known)}")
+    ov = dict(data.get("overlay") or {})
+    ov.setdefault("image_size", input_size)
+    cfg = from_dict(overlay.OverlayConfig, ov, where="data.overlay")
+    if data.get("bank"):
+        from sar_atd_training.simulator.bank import SignatureBank
 
-    cfg = from_dict(overlay.OverlayConfig, dict(data.get("overlay", {})), where="data.overlay")
-    for name in ("image_size", "crop_size", "size", "tile_size"):
-        if hasattr(cfg, name) and "overlay" in data and name not in data["overlay"]:
-            setattr(cfg, name, input_size)
-    bank = SignatureBank.open(data["bank"])
-    backgrounds = overlay.build_backgrounds(data["backgrounds"])
+        bank = SignatureBank.open(data["bank"])
+    else:
+        from sar_atd_training.overlay import toybank
+
+        bank = toybank.simulated_bank()
+    if data.get("backgrounds"):
+        backgrounds = BackgroundSet.from_folder(data["backgrounds"])
+    else:
+        backgrounds = BackgroundSet.generated(int(data.get("generated_backgrounds", 8)),
+                                              ClutterConfig(),
+                                              seed=int(data.get("background_seed", 0)))
     device = data.get("device", "cpu")
-    return lambda seed: overlay.OverlayDataset(cfg, bank, backgrounds, seed, device=device)
+    batch = int(data.get("generation_batch", 8))
+    return lambda seed: overlay.OverlayDataset(cfg, bank, backgrounds, seed, device=device,
+                                               batch_size=batch)
 
 
 # data.kind -> builder of a dataset factory. Explicit registry (unknown kind -> ValueError).

@@ -24,7 +24,6 @@ import math
 import platform
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

@@ -3,6 +3,13 @@
 ``out = 255 * clip((|s|^2)^(1/4) / ref, 0, 1)``, i.e. the square root of the amplitude,
 scaled so that amplitude ``ref**2`` maps to 255. The same code renders training images,
 test sets and the tiler's output.
+
+:func:`power_law_render` is the general form (any amplitude exponent ``gamma``, a black
+point): ``out = 255 * clip((|s|^gamma - black) / (ref - black), 0, 1)``. ``gamma = 0.5`` with
+``black = 0`` is the quarter-power LUT (bit for bit: :func:`quarter_power_lut` calls it);
+``gamma = 1`` is a linear magnitude display such as the MSTAR JPEG chips'. The overlay
+pipeline draws ``gamma``, ``ref`` and ``black`` per image to randomise the rendering
+(domain randomisation against unknown 8-bit renderings of real archives).
 """
 
 from __future__ import annotations
@@ -25,8 +32,74 @@ def _check_ref(ref: Any, device: torch.device) -> torch.Tensor:
     return r
 
 
+def _lead(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Append trailing singleton dims so a per-image parameter broadcasts over (..., H, W)."""
+    while t.ndim and t.ndim < ndim:
+        t = t[..., None]
+    return t
+
+
+def power_law_render(image: Any, gamma: Any = 0.5, ref: Any = DEFAULT_LUT_REF,
+                     black: Any = None) -> Any:
+    """Render a complex or amplitude image to uint8 with a power law of the amplitude.
+
+    ``out = round(255 * clip((|s|^gamma - black) / (ref - black), 0, 1))``.
+
+    ``ref`` and ``black`` live in the *rendered* domain ``|s|^gamma``: the amplitude shown as
+    255 is ``ref ** (1 / gamma)`` and the one shown as 0 is ``black ** (1 / gamma)``. With
+    ``gamma = 0.5`` and no black point this is exactly :func:`quarter_power_lut` (same ``ref``
+    convention: the square root of the amplitude mapped to 255), with ``gamma = 1`` a linear
+    magnitude display.
+
+    Args:
+        image: complex or real (..., H, W), numpy or torch; real values are taken as
+            amplitudes (their absolute value). NaNs render as 0, +inf as 255.
+        gamma: amplitude exponent (> 0, finite); float or per-image tensor/array broadcastable
+            to the leading dims (e.g. (B,) for a (B, H, W) batch).
+        ref: rendered-domain white point (> 0, finite, > ``black``); float or per-image.
+        black: rendered-domain black point (>= 0, finite) or None (no black point, i.e. 0);
+            float or per-image.
+
+    Returns:
+        uint8 array/tensor of the image's shape (numpy in -> numpy out).
+
+    Raises:
+        ValueError: non-finite or non-positive ``gamma``/``ref``, negative or non-finite
+            ``black``, or ``black >= ref``.
+    """
+    x, was_np = to_torch(image)
+    mag = x.abs().to(torch.float32)
+    g_t = torch.as_tensor(gamma, dtype=torch.float32, device=mag.device)
+    if g_t.numel() == 0 or torch.any(~torch.isfinite(g_t) | (g_t <= 0)):
+        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
+    r = _lead(_check_ref(ref, mag.device), mag.ndim)
+    if g_t.ndim == 0 and float(g_t) == 0.5:  # the quarter-power LUT (bit for bit)
+        p = torch.sqrt(mag)
+    elif g_t.ndim == 0 and float(g_t) == 1.0:
+        p = mag
+    else:
+        g_t = _lead(g_t, mag.ndim)
+        p = torch.where(g_t == 0.5, torch.sqrt(mag),
+                        torch.where(g_t == 1.0, mag, mag.pow(g_t)))
+    if black is None:
+        v = p / r
+    else:
+        b = torch.as_tensor(black, dtype=torch.float32, device=mag.device)
+        if b.numel() == 0 or torch.any(~torch.isfinite(b) | (b < 0)):
+            raise ValueError(f"black must be finite and >= 0, got {black}")
+        b = _lead(b, mag.ndim)
+        if torch.any(b >= r):
+            raise ValueError(f"black ({black}) must be < ref ({ref})")
+        v = (p - b) / (r - b)
+    v = torch.nan_to_num(v, nan=0.0, posinf=1.0)
+    out = torch.round(255.0 * v.clamp(0.0, 1.0)).to(torch.uint8)
+    return back(out, was_np)
+
+
 def quarter_power_lut(image: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
     """Render a complex or amplitude image to uint8 with the quarter-power LUT.
+
+    :func:`power_law_render` with ``gamma = 0.5`` and no black point.
 
     Args:
         image: complex or real (..., H, W), numpy or torch. NaNs render as 0.
@@ -36,16 +109,7 @@ def quarter_power_lut(image: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
     Returns:
         uint8 array/tensor of the same shape.
     """
-    x, was_np = to_torch(image)
-    mag = x.abs() if torch.is_complex(x) else x.abs()
-    mag = mag.to(torch.float32)
-    r = _check_ref(ref, mag.device)
-    while r.ndim and r.ndim < mag.ndim:
-        r = r[..., None]
-    v = torch.sqrt(mag) / r
-    v = torch.nan_to_num(v, nan=0.0, posinf=1.0)
-    out = torch.round(255.0 * v.clamp(0.0, 1.0)).to(torch.uint8)
-    return back(out, was_np)
+    return power_law_render(image, 0.5, ref)
 
 
 def inverse_quarter_power_lut(image_u8: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
