@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     base = OverlayConfig(image_size=args.image_size)
     if args.config.is_file():
         rand = load_config(OverlayConfig, args.config, section="overlay")
-        rand_name = args.config.name
+        rand_name = "YAML"
     else:
         print(f"note: {args.config} not found; randomised column uses built-in ranges")
         rand = OverlayConfig(render_gamma_range=(0.5, 1.1), render_ref="quantile",
@@ -273,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
           "quantile", rand.render_ref_quantile_range, "level", rand.render_ref_level_range,
           "black quantile", rand.render_black_quantile_range)
 
-    print("\nAmplitude (linear, before rendering) of the synthetic targets; real chips are a "
-          "linear rendering, so their 8-bit ratios estimate the same quantity:")
+    print(f"\nrandomised column: {args.config if args.config.is_file() else 'built-in ranges'}")
+    print("\nAmplitude (linear, before rendering) of the synthetic targets (paper-LUT run, default "
+          "noise_db); real chips are a linear rendering, so their 8-bit ratios estimate the same "
+          "quantity:")
     print(f"  synthetic amplitude TCR median/clutter median : {summary(syn, 'amp_tcr')}")
     print(f"  synthetic amplitude TCR p90/clutter median    : {summary(syn, 'amp_tcr90')}")
     print(f"  synthetic clutter median amplitude            : "

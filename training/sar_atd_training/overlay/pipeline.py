@@ -21,10 +21,11 @@ contrast stretch), not the paper's quarter-power LUT. Per image, an amplitude ex
 ``gamma`` is drawn from ``render_gamma_range`` (0.5 = quarter power, 1 = linear), and with
 ``render_ref = "quantile"`` the white point follows the image content like a contrast-enhanced
 display: a quantile (drawn from ``render_ref_quantile_range``) of the image amplitude is
-rendered at an 8-bit level drawn from ``render_ref_level_range``; a black point (the ``render_black_quantile_range``
-quantile rendered as 0) adds the dark clip of a contrast stretch. All of it goes through
-:func:`sar_atd.sar.lut.power_law_render`. A degenerate range (min == max) consumes no random
-number, so the default configuration reproduces the paper-faithful images bit for bit.
+rendered at an 8-bit level drawn from ``render_ref_level_range``; a black point (the
+``render_black_quantile_range`` quantile rendered as 0) adds the dark clip of a contrast
+stretch. All of it goes through :func:`sar_atd.sar.lut.power_law_render`. A degenerate range
+(min == max) consumes no random number, so the default configuration reproduces the
+paper-faithful images bit for bit.
 
 Noise level convention: ``noise_db`` is the thermal noise power per pixel (dB re unit amplitude
 squared) *after* the sensor function, i.e. what one measures in the rendered shadow; the white
@@ -209,8 +210,8 @@ class Sample:
         ood_boxes: float32 (M, 4) boxes of overlaid OOD objects (not targets: no labels).
         shadow: bool (H, W) union of the placed shadow masks.
         meta: dict: background name/index, crop origin, lut_ref, render (gamma, ref, black:
-            the :func:`~sar_atd.sar.lut.power_law_render` arguments used), and per object (targets then
-            OOD): record, kind, class, azimuth_deg, depression_deg, range_res_m,
+            the :func:`~sar_atd.sar.lut.power_law_render` arguments used), and per object
+            (targets then OOD): record, kind, class, azimuth_deg, depression_deg, range_res_m,
             xrange_res_m, noise_db, row/col (chip top-left in the image, may be negative),
             box, dropped points.
         complex_image: complex64 (H, W) before the LUT (only with ``keep_complex``).
