@@ -181,15 +181,21 @@ class BackgroundSet:
 
     @classmethod
     def generated(cls, n: int, config: object | None = None, seed: int = 0, *,
-                  cache_size: int = 2) -> BackgroundSet:
-        """``n`` generated clutter scenes, scene ``i`` from seed ``seed + i`` (made on use)."""
+                  cache_size: int | None = None) -> BackgroundSet:
+        """``n`` generated clutter scenes, scene ``i`` from seed ``seed + i`` (made on use).
+
+        Generated scenes are cheap to hold (~21 MB each at 1784 x 1478) but cost seconds to
+        make, so by default all ``n`` stay cached once made (``cache_size=None``); call
+        :meth:`materialise` before forking DataLoader workers so they share them.
+        """
         from sar_atd_training.clutter.generator import ClutterConfig
 
         if n < 1:
             raise BackgroundError(f"need at least one generated background, got n={n}")
         cfg = config or ClutterConfig()
         out = cls([None] * n,  # type: ignore[list-item]
-                  [f"generated_seed{seed + i}" for i in range(n)], cache_size=cache_size)
+                  [f"generated_seed{seed + i}" for i in range(n)],
+                  cache_size=n if cache_size is None else cache_size)
         out._generator = (cfg, [seed + i for i in range(n)])
         return out
 
@@ -218,6 +224,15 @@ class BackgroundSet:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return arr
+
+    def materialise(self, progress: bool = False) -> BackgroundSet:
+        """Load/generate every background now (up to the cache size); returns ``self``."""
+        from tqdm import tqdm
+
+        for i in tqdm(range(min(len(self), self._cache_size)), desc="backgrounds",
+                      disable=not progress):
+            self[i]
+        return self
 
     def subset(self, indices: Sequence[int]) -> BackgroundSet:
         """A new set holding backgrounds ``indices`` (e.g. a train/test split)."""

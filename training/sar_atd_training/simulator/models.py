@@ -204,8 +204,10 @@ def _turret(centre_x: float, deck_z: float, radius: float, height: float, dome: 
     if extra:
         tq += extra
     gun_x0 = centre_x + radius * 0.7
+    # a gun tube is a smooth cylinder: 24 sides keep a facet normal within 7.5 deg of any
+    # direction around it, so its specular line appears near broadside at any depression
     gq = [cylinder((gun_x0 + gun_len / 2, 0.0, gun_z), (1, 0, 0), gun_r, gun_len, "armour",
-                   n_sides=8),
+                   n_sides=24),
           box((gun_x0 + 0.1, 0.0, gun_z), (0.35, 0.45, 0.35), "armour")]  # mantlet
     return ([Part("turret", tq, "turret"), Part("gun", gq, "gun")], (centre_x, 0.0),
             (gun_x0, gun_z))
@@ -566,3 +568,111 @@ def articulated_edges(name: str, articulation: dict[str, float] | None = None
         pos[sel] = pos[sel] @ rot.T + t
         dirs[sel] = dirs[sel] @ rot.T
     return pos, dirs, lens, coef
+
+
+# --------------------------------------------------------------------------- fittings
+FITTING_DENSITY_PER_M2: dict[str, float] = {
+    "armour": 2.0,   # bolts, hinges, handles, hatch rims, lifting eyes, periscopes, lights
+    "engine": 4.0,   # grille louvres, exhaust louvres, fuel caps, deck stowage
+    "track": 3.0,    # track pins, guide horns, return rollers, sprocket teeth
+}
+"""Surface density of small fittings (m^-2) per material. Real vehicles carry a feature of
+~5-10 cm every ~0.5-1 m on their armour and decks (cf. walk-around photographs of T-72, BMP-2,
+BTR-70, ZIL-131); their concave corners give the dense field of medium returns that fills a
+real MSTAR target region between the big flashes. Cargo canvas, glass, tyres, wood: none."""
+
+FITTING_SIZE_M = (0.04, 0.09)
+"""Range (m) of the edge size ``a`` of a fitting's concave corner (uniform)."""
+
+BARREL_RING_STEP_M = 0.05
+"""Radial step (m) of the ring discontinuities along a gun barrel (mantlet collar, clamp
+bands, bore evacuator ends, muzzle)."""
+
+
+def _gun_rings(name: str) -> list[tuple[float, float]]:
+    """Ring steps on the gun tube: (station as a fraction of the tube from the mantlet end,
+    direction of the step face along the tube: +1 forward, -1 backward). A raised band (clamp
+    band, bore-evacuator end) has a concave corner on each side, one per direction.
+
+    T-72 (2A46 with thermal sleeve): mantlet collar, four sleeve clamp bands, the bore
+    evacuator at mid-tube (rear and front ends). T-62 (U-5TS, no sleeve): collar, the bore
+    evacuator about a third of the tube from the muzzle, the muzzle ring. Others: collar and
+    muzzle ring."""
+    if name == "T72":
+        bands = [0.18, 0.32, 0.68, 0.84]
+        return ([(0.0, 1), (0.46, -1), (0.6, 1), (1.0, -1)]
+                + [(b, d) for b in bands for d in (1, -1)])
+    if name == "T62":
+        return [(0.0, 1), (0.58, -1), (0.76, 1), (1.0, -1)]
+    return [(0.0, 1), (1.0, -1)]
+
+
+@lru_cache(maxsize=None)
+def model_fittings(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                       np.ndarray]:
+    """Small scatterers of a model in its model frame, fixed per model (seeded by its name).
+
+    Returns:
+        (positions (F, 3) m, unit axes (F, 3), sizes (F,) m, kinds (F,) int8 with 0 = surface
+        fitting (axis = surface normal) and 1 = barrel ring (axis = step face normal), part
+        indices (F,) int32).
+    """
+    import zlib
+
+    model = build_model(name)
+    facets, joints = model_facets(name)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    pos, ax, size, kind, part = [], [], [], [], []
+    for mname, dens in FITTING_DENSITY_PER_M2.items():
+        sel = np.nonzero((facets.material == MATERIAL_INDEX[mname])
+                         & (np.array(joints)[facets.part] != "gun"))[0]
+        if sel.size == 0:
+            continue
+        area = facets.area[sel]
+        n = int(rng.poisson(dens * float(area.sum())))
+        if n == 0:
+            continue
+        pick = sel[rng.choice(sel.size, size=n, p=area / area.sum())]
+        pos.append(facets.centre[pick] + 0.02 * facets.normal[pick])
+        ax.append(facets.normal[pick])
+        size.append(rng.uniform(*FITTING_SIZE_M, size=n))
+        kind.append(np.zeros(n, np.int8))
+        part.append(facets.part[pick].astype(np.int32))
+    gun = [i for i, j in enumerate(joints) if j == "gun"]
+    if gun:
+        gsel = facets.part == gun[0]
+        # the tube: the facets farthest forward along x at the gun height
+        c = facets.centre[gsel]
+        x0, x1 = float(model.gun_pivot[0]) + 0.25, float(c[:, 0].max())
+        gz = float(model.gun_pivot[1])
+        for frac, d in _gun_rings(name):
+            x = x0 + frac * (x1 - x0)
+            pos.append(np.array([[x, 0.0, gz]]))
+            ax.append(np.array([[float(d), 0.0, 0.0]]))
+            size.append(np.array([BARREL_RING_STEP_M]))
+            kind.append(np.ones(1, np.int8))
+            part.append(np.array([gun[0]], np.int32))
+    if not pos:
+        z = np.zeros((0, 3))
+        return z, z, np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int32)
+    return (np.concatenate(pos), np.concatenate(ax), np.concatenate(size),
+            np.concatenate(kind), np.concatenate(part))
+
+
+def articulated_fittings(name: str, articulation: dict[str, float] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fittings after articulation: positions (F, 3), axes (F, 3), sizes (F,), kinds (F,)."""
+    model = build_model(name)
+    pos, ax, size, kind, parts = model_fittings(name)
+    if not articulation or pos.shape[0] == 0:
+        return pos, ax, size, kind
+    tr = _joint_transforms(model, dict(articulation))
+    pos, ax = pos.copy(), ax.copy()
+    for pi, p in enumerate(model.parts):
+        if p.joint == "fixed":
+            continue
+        rot, t = tr[p.joint]
+        sel = parts == pi
+        pos[sel] = pos[sel] @ rot.T + t
+        ax[sel] = ax[sel] @ rot.T
+    return pos, ax, size, kind

@@ -17,6 +17,13 @@ does. Mechanisms (monostatic, line of sight toward the sensor ``s = (0, -cos psi
 * **trihedral** concave corners: ``sqrt(12 pi) a^2 / lambda`` with a ~40 deg wide lobe.
 * **edges**: ``c L (1 - (s.e)^2)`` per edge sample of length ``L``.
 * **diffuse**: circular Gaussian amplitude of mean power ``sigma0 A cos(theta)``.
+* **fittings**: small concave features (bolts, hinges, handles, hatch rims, louvres, track
+  pins) of edge ``a``: a randomly oriented small trihedral, rms amplitude
+  ``FITTING_EFFICIENCY sqrt(12 pi) a^2 / lambda`` on the lit side of their surface; and the
+  ring steps of a gun tube (clamp bands, bore evacuator, muzzle): a ring dihedral of step
+  height ``h`` whose two flash points (where the ring's tangent is normal to the line of
+  sight) each return ``sqrt(8 pi) h L / lambda`` with the Fresnel length of the curved edge
+  ``L = sqrt(r lambda / 2)``, seen from every aspect but nose-on/tail-on.
 * **volume** (tree crown): random scatterers in the crown, attenuated by the foliage path.
 
 All amplitudes are multiplied by :data:`AMPLITUDE_GAIN`, the calibration to MSTAR magnitudes
@@ -47,6 +54,13 @@ vehicle peaks are MSTAR-like (median ~1.5-3, rare flashes ~5-10)."""
 
 TRIHEDRAL_EFFICIENCY = 0.25
 """Amplitude factor of real concave corners vs an ideal trihedral (same reason)."""
+
+FITTING_EFFICIENCY = 0.3
+"""rms amplitude of a randomly oriented small trihedral vs one pointed at the sensor: the
+fraction of the hemisphere inside its ~40 deg lobe is ~0.1 in power, ~0.3 in amplitude."""
+
+BARREL_RADIUS_M = 0.09
+"""Gun-tube radius (m) used for the Fresnel length of ring steps."""
 
 FOLIAGE_EXTINCTION_NP_M = 0.6
 """One-way amplitude extinction inside a tree crown (neper/m)."""
@@ -133,6 +147,37 @@ def edges(position: np.ndarray, direction: np.ndarray, length: np.ndarray, coef:
     s = line_of_sight(depression_deg)
     amp = coef * length * (1.0 - (direction @ s) ** 2)
     return position, amp.astype(np.complex128)
+
+
+def fittings(position: np.ndarray, axis: np.ndarray, size_m: np.ndarray, kind: np.ndarray,
+             depression_deg: float, rng: np.random.Generator, wavelength_m: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Small features (kind 0, axis = surface normal, size = corner edge ``a``) and gun-tube
+    ring steps (kind 1, axis = step-face normal along the tube, size = step height), (F, ...).
+
+    Surface fittings return only from the lit side of their surface; their orientation is
+    random, so their amplitude is Rayleigh-like (random phase, size-driven magnitude). Ring
+    steps face the sensor when ``axis . s > 0`` (concave: ring dihedral); from behind only
+    the convex edge diffracts (0.3 of it); their flash points vanish nose-on (the ring then
+    acts as a whole, already covered by the facet returns of the muzzle face).
+    """
+    s = line_of_sight(depression_deg)
+    cos_t = axis @ s
+    n = position.shape[0]
+    amp = np.zeros(n)
+    surf = kind == 0
+    amp[surf] = (FITTING_EFFICIENCY * math.sqrt(12 * math.pi) * size_m[surf] ** 2
+                 / wavelength_m * (cos_t[surf] > 0.0))
+    ring = ~surf
+    if np.any(ring):
+        l_eff = math.sqrt(BARREL_RADIUS_M * wavelength_m / 2)
+        sin_t = np.sqrt(np.clip(1.0 - cos_t[ring] ** 2, 0.0, 1.0))
+        one = math.sqrt(8 * math.pi) * size_m[ring] * l_eff / wavelength_m
+        amp[ring] = (math.sqrt(2.0) * one * np.where(cos_t[ring] > 0.0, 1.0, 0.3)
+                     * (sin_t > 0.1))
+    phase = rng.uniform(0.0, 2 * math.pi, n)
+    keep = amp > 0
+    return position[keep], (amp * np.exp(1j * phase))[keep]
 
 
 def volume(centre: np.ndarray, radii: np.ndarray, coef: float, depression_deg: float,

@@ -25,10 +25,11 @@ from sar_atd_training.simulator import scattering as sc
 from sar_atd_training.simulator.geometry import Facets, ZBuffer, model_to_scene_rotation
 from sar_atd_training.simulator.models import (MATERIAL_NAMES, MATERIALS, articulated_corners,
                                                articulated_edges, articulated_facets,
-                                               build_model, check_name, random_articulation)
+                                               articulated_fittings, build_model, check_name,
+                                               random_articulation)
 
 CHIP_SHAPE = (128, 128)
-MECHANISMS = ("specular", "diffuse", "dihedral", "trihedral", "edge", "volume")
+MECHANISMS = ("specular", "diffuse", "dihedral", "trihedral", "edge", "fitting", "volume")
 
 _REFL = np.array([MATERIALS[n].reflectivity for n in MATERIAL_NAMES])
 _RMS = np.array([MATERIALS[n].rms_height_m for n in MATERIAL_NAMES])
@@ -43,6 +44,8 @@ class SceneObject:
         facets: surface facets.
         corners: (positions (K, 3), unit axes (K, 3), sizes (K,)) trihedral corners.
         edges: (positions (E, 3), directions (E, 3), lengths (E,), coefficients (E,)).
+        fittings: (positions (F, 3), axes (F, 3), sizes (F,), kinds (F,)) small features and
+            gun-tube ring steps (see :func:`scattering.fittings`).
         volume: (centre (3,), radii (3,), coefficient) of a foliage volume, or None.
     """
 
@@ -52,6 +55,9 @@ class SceneObject:
     edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)))
     volume: tuple[np.ndarray, np.ndarray, float] | None = None
+    fittings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
+                                 np.zeros(0, np.int8)))
 
 
 @dataclass
@@ -90,7 +96,8 @@ def scene_object(name: str, articulation: dict[str, float] | None = None) -> Sce
         vol = (np.array(c), np.array(r), MATERIALS["foliage"].volume)
     return SceneObject(articulated_facets(name, articulation),
                        articulated_corners(name, articulation),
-                       articulated_edges(name, articulation), vol)
+                       articulated_edges(name, articulation), vol,
+                       articulated_fittings(name, articulation))
 
 
 def _centring_shift(centre: np.ndarray, depression_deg: float, shape: tuple[int, int],
@@ -182,6 +189,12 @@ def render_object(obj: SceneObject, azimuth_deg: float, depression_deg: float,
         ed = obj.edges[1] @ rot.T
         ok = zb.visible(ep, depression_deg, tol_m=0.15)
         add(*sc.edges(ep[ok], ed[ok], obj.edges[2][ok], obj.edges[3][ok], depression_deg))
+    if "fitting" in mechanisms and obj.fittings[0].shape[0]:
+        fp = obj.fittings[0] @ rot.T + shift
+        fa = obj.fittings[1] @ rot.T
+        ok = zb.visible(fp, depression_deg, tol_m=0.15)
+        add(*sc.fittings(fp[ok], fa[ok], obj.fittings[2][ok], obj.fittings[3][ok],
+                         depression_deg, rng, lam))
     if "volume" in mechanisms and obj.volume is not None:
         vc, vr, coef = obj.volume
         add(*sc.volume(rot @ vc + shift, vr, coef, depression_deg, rng))

@@ -139,6 +139,10 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
         backgrounds = BackgroundSet.generated(int(data.get("generated_backgrounds", 8)),
                                               ClutterConfig(),
                                               seed=int(data.get("background_seed", 0)))
+        # generate every scene once, here, so DataLoader workers (forked at each stream
+        # segment) share them instead of regenerating scenes (seconds each) on every switch
+        log.info("generating %d clutter scenes", len(backgrounds))
+        backgrounds.materialise(progress=True)
     device = data.get("device", "cpu")
     batch = int(data.get("generation_batch", 8))
     return lambda seed: overlay.OverlayDataset(cfg, bank, backgrounds, seed, device=device,

@@ -51,6 +51,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="resume from <out>/checkpoint.pt (exactly where it stopped)")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--device", default=None, help="override the recipe's device")
+    parser.add_argument("--bank", type=Path, default=None,
+                        help="override data.bank (signature bank folder from sar-atd simulate)")
+    parser.add_argument("--backgrounds", type=Path, default=None,
+                        help="override data.backgrounds (folder of clutter scenes)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return parser
 
@@ -298,6 +302,10 @@ def main(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides["device"] = args.device
     cfg = load_train_config(args.config, overrides)
+    for key in ("bank", "backgrounds"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg.data[key] = str(value)
     out = args.out or Path("runs") / args.config.stem
     train(cfg, out, resume=args.resume, progress=not args.no_progress)
     return 0
