@@ -21,8 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sar_atd_training.clutter import BackgroundSet, ClutterConfig
-from sar_atd_training.overlay import OverlayConfig, OverlayDataset, OverlayPipeline
-from sar_atd_training.overlay import toybank
+from sar_atd_training.overlay import OverlayConfig, OverlayDataset, OverlayPipeline, toybank
 
 
 def rate(pipe: OverlayPipeline, batch: int, seconds: float) -> float:

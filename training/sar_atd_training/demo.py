@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patchworks", type=int, default=50,
                    help="real patchworks to evaluate on (default 50; the benchmark uses 200)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="detector checkpoint/ONNX to compare with CFAR (default: models/default.pt)")
+                   help="detector (.pt/.onnx) to compare with CFAR (default: models/default.pt)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 

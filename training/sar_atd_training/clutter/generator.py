@@ -306,7 +306,7 @@ def _rayleigh_fields(s: _Scene, rng: np.random.Generator) -> None:
 
 def _roads(s: _Scene, rng: np.random.Generator) -> None:
     cfg = s.cfg.roads
-    for kind, count, width, gain in (("road", cfg.roads, cfg.road_width_m, cfg.road_gain_db),
+    for _kind, count, width, gain in (("road", cfg.roads, cfg.road_width_m, cfg.road_gain_db),
                                      ("track", cfg.tracks, cfg.track_width_m,
                                       cfg.track_gain_db)):
         for _ in range(_count(rng, count, math.sqrt(s.area_scale))):

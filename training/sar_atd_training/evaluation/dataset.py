@@ -24,7 +24,6 @@ import numpy as np
 from sar_atd.boxes import xywh_to_xyxy, xyxy_to_xywh
 from sar_atd.errors import ChipReadError
 from sar_atd.sar.chips import read_chip
-
 from sar_atd_training.evaluation.patchwork import Patchwork, build_patchworks
 
 log = logging.getLogger(__name__)

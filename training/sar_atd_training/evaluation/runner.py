@@ -19,7 +19,6 @@ import numpy as np
 
 from sar_atd.detectors.base import Detections, Detector
 from sar_atd.errors import BackendError
-
 from sar_atd_training.evaluation.dataset import EvalImage
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,6 @@ are then statistically, not bitwise, equal).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 

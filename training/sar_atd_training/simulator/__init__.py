@@ -6,9 +6,15 @@ returns ``(signature complex64 (128, 128), shadow bool, support bool)``; see
 target models, :mod:`.scattering` for the mechanisms and :mod:`.bank` for the bank.
 """
 
-from sar_atd_training.simulator.signature import (CHIP_SHAPE, MECHANISMS, RenderResult,
-                                                  SceneObject, render_object, scene_object,
-                                                  simulate_signature)
+from sar_atd_training.simulator.signature import (
+                                                  CHIP_SHAPE,
+                                                  MECHANISMS,
+                                                  RenderResult,
+                                                  SceneObject,
+                                                  render_object,
+                                                  scene_object,
+                                                  simulate_signature,
+)
 
 __all__ = ["CHIP_SHAPE", "MECHANISMS", "RenderResult", "SceneObject", "render_object",
            "scene_object", "simulate_signature"]

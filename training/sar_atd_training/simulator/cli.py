@@ -33,8 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sar_atd.sar.chips import MSTAR_CLASSES
-    from sar_atd_training.simulator.bank import BankConfig, SignatureBank, write_bank, \
-        write_preview
+    from sar_atd_training.simulator.bank import BankConfig, SignatureBank, write_bank, write_preview
 
     cfg = BankConfig(classes=tuple(args.classes or MSTAR_CLASSES),
                      azimuth_step_deg=args.azimuth_step,

@@ -16,14 +16,23 @@ incidence), an edge-diffraction coefficient and, for foliage, a volume coefficie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 from sar_atd.sar.chips import MSTAR_CLASSES
-from sar_atd_training.simulator.geometry import (Facets, QuadSet, box, cylinder, ellipsoid,
-                                                 hull_profile, plate, rot_y, rot_z,
-                                                 sample_quads)
+from sar_atd_training.simulator.geometry import (
+    Facets,
+    QuadSet,
+    box,
+    cylinder,
+    ellipsoid,
+    hull_profile,
+    plate,
+    rot_y,
+    rot_z,
+    sample_quads,
+)
 
 
 # --------------------------------------------------------------------------- materials
@@ -411,14 +420,14 @@ def check_name(name: str) -> None:
         raise ValueError(f"unknown class {name!r}: expected one of {', '.join(ALL_NAMES)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def build_model(name: str) -> Model:
     """The model of ``name`` (an MSTAR folder name, 'tree' or 'house'), cached."""
     check_name(name)
     return _build(name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_facets(name: str) -> tuple[Facets, tuple[str, ...]]:
     """Facets of every part in the model frame (neutral articulation) and the part joints."""
     model = build_model(name)
@@ -518,7 +527,7 @@ __all__ = ["ALL_NAMES", "ARTICULATION_KEYS", "DIMENSIONS", "MATERIALS", "MATERIA
            "model_extent", "OBJECT_NAMES"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_edges(name: str, spacing_m: float = 0.25) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray, np.ndarray,
                                                                 np.ndarray]:
@@ -607,7 +616,7 @@ def _gun_rings(name: str) -> list[tuple[float, float]]:
     return [(0.0, 1), (1.0, -1)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_fittings(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                        np.ndarray]:
     """Small scatterers of a model in its model frame, fixed per model (seeded by its name).

@@ -23,10 +23,17 @@ from scipy import ndimage
 from sar_atd.sar.sensor import SensorConfig
 from sar_atd_training.simulator import scattering as sc
 from sar_atd_training.simulator.geometry import Facets, ZBuffer, model_to_scene_rotation
-from sar_atd_training.simulator.models import (MATERIAL_NAMES, MATERIALS, articulated_corners,
-                                               articulated_edges, articulated_facets,
-                                               articulated_fittings, build_model, check_name,
-                                               random_articulation)
+from sar_atd_training.simulator.models import (
+    MATERIAL_NAMES,
+    MATERIALS,
+    articulated_corners,
+    articulated_edges,
+    articulated_facets,
+    articulated_fittings,
+    build_model,
+    check_name,
+    random_articulation,
+)
 
 CHIP_SHAPE = (128, 128)
 MECHANISMS = ("specular", "diffuse", "dihedral", "trihedral", "edge", "fitting", "volume")

@@ -33,7 +33,7 @@ import yaml
 
 from sar_atd.config import to_dict
 from sar_atd_training.trainer.config import TrainConfig, load_train_config
-from sar_atd_training.trainer.data import DataStream, DatasetFactory, build_dataset_factory, take
+from sar_atd_training.trainer.data import DatasetFactory, DataStream, build_dataset_factory, take
 from sar_atd_training.trainer.utils import CsvLog, DistInfo, barrier, init_distributed
 
 log = logging.getLogger("sar_atd_training.trainer")
