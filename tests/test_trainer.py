@@ -58,6 +58,13 @@ def test_few_steps_reduce_the_loss(tmp_path) -> None:
     losses = read_losses(tmp_path / "run" / "train.csv")
     assert len(losses) == 8
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
+    # the final weights file is what users deploy: it must load safely (weights_only)
+    from sar_atd.backends import load_detector
+
+    from sar_atd.detectors import Detections
+
+    det = load_detector(tmp_path / "run" / "model_final.pt")
+    assert isinstance(det.detect(fixed[0][0].numpy()), Detections)
 
 
 def test_fgsm_linf_norm_and_range() -> None:

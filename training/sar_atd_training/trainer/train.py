@@ -281,7 +281,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                          "torch_threads": torch.get_num_threads(),
                          "cuda": torch.cuda.get_device_name(device) if device.type == "cuda"
                          else None},
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # TorchVersion is not weights_only-loadable
             "validation": {n: {k: v for k, v in r.items() if k.startswith("AP")
                                or k in ("ap_50_95", "n_images", "n_gt")}
                            for n, r in last_val.items()},
