@@ -4,6 +4,7 @@ exact resume, clear checkpoint errors, strict recipes, DDP under torchrun."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,15 @@ def test_few_steps_reduce_the_loss(tmp_path) -> None:
 
     det = load_detector(tmp_path / "run" / "model_final.pt")
     assert isinstance(det.detect(fixed[0][0].numpy()), Detections)
+    # and the release record gathers the run: loss curve of every logged step, plot written
+    import argparse
+
+    from sar_atd_training.trainer import record
+
+    record.main(argparse.Namespace(run=tmp_path / "run", out=tmp_path / "rel" / "m"))
+    rec = json.loads((tmp_path / "rel" / "m_record.json").read_text())
+    assert [c["step"] for c in rec["loss_curve"]] == list(range(1, 9))
+    assert rec["config"]["steps"] == 8 and (tmp_path / "rel" / "m_loss.png").stat().st_size > 0
 
 
 def test_fgsm_linf_norm_and_range() -> None:

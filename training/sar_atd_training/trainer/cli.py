@@ -19,9 +19,23 @@ def _detector_args(p: argparse.ArgumentParser) -> None:
     get_args_parser(p)
 
 
+def _record_args(p: argparse.ArgumentParser) -> None:
+    from sar_atd_training.trainer.record import add_args
+
+    add_args(p)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from sar_atd_training.trainer.record import main
+
+    return main(args)
+
+
 TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
                  _detector_args, _detector),
+    "record": ("write a run's training record (JSON + loss/validation plot) for release",
+               _record_args, _record),
 }
 
 
