@@ -17,82 +17,12 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sar_atd.sar.psf import psf_metrics
 from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, form_image
-
-
-@dataclass(frozen=True)
-class PsfMetrics:
-    """PSF figures of one point image (widths in metres, ratios in dB)."""
-
-    range_width_m: float
-    xrange_width_m: float
-    psl_db: float
-    islr_db: float
-    range_psl_db: float
-    xrange_psl_db: float
-
-
-def _upsample(img: np.ndarray, up: int) -> np.ndarray:
-    """Band-limited interpolation by zero-padding the centred spectrum: (H*up, W*up)."""
-    h, w = img.shape
-    spec = np.fft.fftshift(np.fft.fft2(img))
-    pad = np.zeros((h * up, w * up), dtype=np.complex128)
-    r0, c0 = (h * up - h) // 2, (w * up - w) // 2
-    pad[r0:r0 + h, c0:c0 + w] = spec
-    return np.fft.ifft2(np.fft.ifftshift(pad)) * up * up
-
-
-def _width(p: np.ndarray, i: int) -> float:
-    """-3 dB width (samples) of the lobe at ``i`` of the power profile ``p`` (peak 1)."""
-    def crossing(step: int) -> float:
-        j = i
-        while p[j + step] > 0.5:
-            j += step
-        return j + step * (p[j] - 0.5) / (p[j] - p[j + step])
-    return crossing(1) - crossing(-1)
-
-
-def _nulls(p: np.ndarray, i: int) -> tuple[int, int]:
-    lo, hi = i, i
-    while p[lo - 1] < p[lo]:
-        lo -= 1
-    while p[hi + 1] < p[hi]:
-        hi += 1
-    return lo, hi
-
-
-def measure_psf(img: np.ndarray, sensor: SensorConfig, up: int = 16) -> PsfMetrics:
-    """PSF figures of a complex (H, W) image of one isolated point.
-
-    Widths are measured on cuts through the upsampled peak; PSL is the largest sidelobe of
-    the 2-D image outside the null-to-null mainlobe rectangle; ISLR is the energy outside
-    that rectangle over the energy inside it.
-    """
-    power = np.abs(_upsample(img, up)) ** 2
-    power /= power.max()
-    r, c = np.unravel_index(int(power.argmax()), power.shape)
-    col, row = power[:, c], power[r, :]
-    r0, r1 = _nulls(col, r)
-    c0, c1 = _nulls(row, c)
-    inside = np.zeros(power.shape, dtype=bool)
-    inside[r0:r1 + 1, c0:c1 + 1] = True
-
-    def psl_1d(p: np.ndarray, lo: int, hi: int) -> float:
-        return 10 * math.log10(max(p[:lo].max(), p[hi + 1:].max()))
-
-    return PsfMetrics(
-        range_width_m=_width(col, r) / up * sensor.range_spacing_m,
-        xrange_width_m=_width(row, c) / up * sensor.xrange_spacing_m,
-        psl_db=10 * math.log10(power[~inside].max()),
-        islr_db=10 * math.log10(power[~inside].sum() / power[inside].sum()),
-        range_psl_db=psl_1d(col, r0, r1),
-        xrange_psl_db=psl_1d(row, c0, c1),
-    )
 
 
 def spectral_occupancy(img: np.ndarray, threshold_db: float) -> tuple[float, float]:
@@ -155,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sensor, hdr, real = _header_sensor()
     n = 128
     img = form_image(np.zeros((1, 3)), np.ones(1), (n, n), 15.0, sensor)
-    psf = measure_psf(img, sensor)
+    psf = psf_metrics(img, sensor, up=16)
     print("\nPSF of an isolated point (128x128, 16x FFT upsampling)")
     print(f"  {'':28s}{'model':>10s}{'MSTAR header':>14s}{'goal':>14s}")
     print(f"  {'-3 dB width range (m)':28s}{psf.range_width_m:10.4f}"

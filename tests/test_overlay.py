@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,12 +17,6 @@ from sar_atd.config import from_dict
 from sar_atd.errors import ConfigError
 from sar_atd_training.clutter import (
     BackgroundSet,
-    BuildingsConfig,
-    ClutterConfig,
-    FieldsConfig,
-    PointsConfig,
-    RoadsConfig,
-    TreesConfig,
     generate_scene,
 )
 from sar_atd_training.overlay import (
@@ -46,14 +42,10 @@ def bank() -> ArrayBank:
 
 
 @pytest.fixture(scope="module")
-def grass() -> BackgroundSet:
+def grass(plain_grass_config: Callable[[int, int], Any]) -> BackgroundSet:
     """A plain 400 x 400 grass field (Rayleigh speckle at the MSTAR grass level)."""
-    plain = FieldsConfig(count=1, edge_prob=0, texture_shape=(0.0, 0.0))
-    cfg = ClutterConfig(height=400, width=400, fields=plain,
-                        trees=TreesConfig(treelines=0, forests=0),
-                        buildings=BuildingsConfig(count=0), roads=RoadsConfig(roads=0, tracks=0),
-                        points=PointsConfig(fences=0, poles=0, discretes=0))
-    return BackgroundSet.from_arrays([generate_scene(cfg, 0)], ["grass"])
+    return BackgroundSet.from_arrays([generate_scene(plain_grass_config(400, 400), 0)],
+                                     ["grass"])
 
 
 SMALL = OverlayConfig(image_size=256, targets_per_image=(1, 2))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from sar_atd.sar.lut import inverse_quarter_power_lut, quarter_power_lut
+from sar_atd.sar.psf import first_nulls, half_power_width, psf_metrics, upsample
 from sar_atd.sar.sensor import (
     SensorConfig,
     add_thermal_noise,
@@ -31,40 +32,6 @@ N = 64  # chip size for PSF tests (pixels)
 UP = 16  # upsampling factor
 
 
-def upsample(img: np.ndarray, up: int = UP) -> np.ndarray:
-    """Band-limited interpolation by zero-padding the centred spectrum: (H*up, W*up) complex."""
-    h, w = img.shape
-    spec = np.fft.fftshift(np.fft.fft2(img))
-    pad = np.zeros((h * up, w * up), dtype=np.complex128)
-    r0, c0 = (h * up - h) // 2, (w * up - w) // 2
-    pad[r0:r0 + h, c0:c0 + w] = spec
-    return np.fft.ifft2(np.fft.ifftshift(pad)) * up * up
-
-
-def half_power_width(profile: np.ndarray, i: int) -> float:
-    """-3 dB width (samples) of the mainlobe of |profile| around its peak ``i``."""
-    p = (np.abs(profile) / np.abs(profile[i])) ** 2
-
-    def crossing(step: int) -> float:
-        j = i
-        while p[j + step] > 0.5:
-            j += step
-        return j + step * (p[j] - 0.5) / (p[j] - p[j + step])
-
-    return crossing(1) - crossing(-1)
-
-
-def first_nulls(profile: np.ndarray, i: int) -> tuple[int, int]:
-    """Indices of the first minima left and right of the peak ``i``."""
-    p = np.abs(profile)
-    lo, hi = i, i
-    while p[lo - 1] < p[lo]:
-        lo -= 1
-    while p[hi + 1] < p[hi]:
-        hi += 1
-    return lo, hi
-
-
 def point_image(xyz: list[float], depression_deg: float = 15.0, shape: tuple[int, int] = (N, N),
                 **kw) -> np.ndarray:
     return form_image(np.array([xyz], dtype=np.float64), np.array([1.0]), shape,
@@ -73,7 +40,7 @@ def point_image(xyz: list[float], depression_deg: float = 15.0, shape: tuple[int
 
 def peak_position(img: np.ndarray) -> tuple[float, float, float]:
     """(row, col, amplitude) of the upsampled peak, in original pixels."""
-    u = np.abs(upsample(img))
+    u = np.abs(upsample(img, UP))
     r, c = np.unravel_index(int(u.argmax()), u.shape)
     return r / UP, c / UP, float(u.max())
 
@@ -128,35 +95,44 @@ def test_carrier_phase_of_point() -> None:
 @pytest.mark.parametrize("shape", [(64, 64), (128, 96)])
 def test_psf_width_and_sidelobes(shape: tuple[int, int]) -> None:
     """-3 dB width 0.30 +- 0.02 m in range and cross-range; 2-D peak sidelobe <= -30 dB."""
-    img = point_image([0.0, 0.0, 0.0], shape=shape)
-    u = np.abs(upsample(img))
-    r, c = np.unravel_index(int(u.argmax()), u.shape)
-    width_r = half_power_width(u[:, c], r) / UP * SENSOR.range_spacing_m
-    width_c = half_power_width(u[r, :], c) / UP * SENSOR.xrange_spacing_m
+    psf = psf_metrics(point_image([0.0, 0.0, 0.0], shape=shape), SENSOR, UP)
+    width_r, width_c = psf.range_width_m, psf.xrange_width_m
     assert width_r == pytest.approx(0.30, abs=0.02)
     assert width_c == pytest.approx(0.30, abs=0.02)
     # the configured 0.3047 m is met closely (within the frequency-bin quantisation)
     assert width_r == pytest.approx(SENSOR.range_res_m, rel=0.02)
     assert width_c == pytest.approx(SENSOR.xrange_res_m, rel=0.02)
-    r0, r1 = first_nulls(u[:, c], r)
-    c0, c1 = first_nulls(u[r, :], c)
-    side = u.copy()
-    side[r0:r1 + 1, c0:c1 + 1] = 0.0  # remove the mainlobe
-    psl_db = 20 * math.log10(side.max() / u.max())
-    assert psl_db <= -30.0
-    assert psl_db > -45.0  # a Taylor -35 dB window, not an ideal box: sidelobes exist
+    # largest sidelobe outside the null-to-null mainlobe rectangle
+    assert psf.psl_db <= -30.0
+    assert psf.psl_db > -45.0  # a Taylor -35 dB window, not an ideal box: sidelobes exist
 
 
 @pytest.mark.parametrize("res_m", [0.3047, 0.45, 0.7])
 def test_psf_width_follows_requested_resolution(res_m: float) -> None:
     img = point_image([0.0, 0.0, 0.0], ideal=True)
     out = apply_sensor_function(img, range_res_m=res_m, xrange_res_m=res_m)
-    u = np.abs(upsample(out))
-    r, c = np.unravel_index(int(u.argmax()), u.shape)
-    width_r = half_power_width(u[:, c], r) / UP * SENSOR.range_spacing_m
-    width_c = half_power_width(u[r, :], c) / UP * SENSOR.xrange_spacing_m
-    assert width_r == pytest.approx(res_m, rel=0.03)
-    assert width_c == pytest.approx(res_m, rel=0.03)
+    psf = psf_metrics(out, SENSOR, UP)
+    assert psf.range_width_m == pytest.approx(res_m, rel=0.03)
+    assert psf.xrange_width_m == pytest.approx(res_m, rel=0.03)
+
+
+def test_psf_helpers_on_known_inputs() -> None:
+    """upsample keeps the input samples on its stride; half_power_width and first_nulls on a
+    profile whose half-power points and minima are known exactly; bad inputs raise."""
+    rng = np.random.default_rng(5)
+    img = rng.standard_normal((12, 10)) + 1j * rng.standard_normal((12, 10))
+    big = upsample(img, 4)
+    assert big.shape == (48, 40)
+    np.testing.assert_allclose(big[::4, ::4], img, atol=1e-12)
+    power = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 0.75, 0.5, 0.25, 0.3, 0.2])
+    assert half_power_width(np.sqrt(power) * 3.0, 5) == pytest.approx(4.0)
+    assert first_nulls(np.sqrt(power), 5) == (0, 8)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        upsample(np.ones(8), 2)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        upsample(img, 0)
+    with pytest.raises(ValueError, match="half-power"):
+        half_power_width(np.ones(6), 2)
 
 
 def test_taylor_window_matches_scipy() -> None:

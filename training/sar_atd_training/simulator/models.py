@@ -15,6 +15,7 @@ incidence), an edge-diffraction coefficient and, for foliage, a volume coefficie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -471,6 +472,48 @@ def _joint_transforms(model: Model, art: dict[str, float]) -> dict[str, tuple[np
             "blade": (eye, np.array([0.0, 0.0, blade]))}
 
 
+def _move_parts(tr: dict[str, tuple[np.ndarray, np.ndarray]], joints: Sequence[str],
+                part: np.ndarray, points: np.ndarray, *vectors: np.ndarray
+                ) -> tuple[np.ndarray, ...]:
+    """Apply each part's joint transform to copies of per-sample arrays.
+
+    Args:
+        tr: (rotation (3, 3), translation (3,) m) per joint, from :func:`_joint_transforms`.
+        joints: joint name of each part; ``part`` indexes it.
+        part: (N,) part index of each sample.
+        points: (N, 3) positions (m): rotated and translated.
+        *vectors: (N, 3) directions / axes: rotated only.
+
+    Returns:
+        ``(points, *vectors)``, new arrays (the inputs are not modified).
+    """
+    points = points.copy()
+    moved = [v.copy() for v in vectors]
+    for pi, joint in enumerate(joints):
+        if joint == "fixed":
+            continue
+        rot, t = tr[joint]
+        sel = part == pi
+        points[sel] = points[sel] @ rot.T + t
+        for v in moved:
+            v[sel] = v[sel] @ rot.T
+    return (points, *moved)
+
+
+def _articulate_samples(model: Model, articulation: dict[str, float] | None,
+                        samples: tuple[np.ndarray, ...]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Articulate ``(positions (N, 3), vectors (N, 3), a (N,), b (N,), part (N,))`` samples
+    (edges or fittings) of ``model``: returns ``(positions, vectors, a, b)`` with positions
+    moved and vectors rotated by their part's joint; ``a`` and ``b`` pass through."""
+    pos, vec, a, b, parts = samples
+    if not articulation or pos.shape[0] == 0:
+        return pos, vec, a, b
+    tr = _joint_transforms(model, dict(articulation))
+    pos, vec = _move_parts(tr, [p.joint for p in model.parts], parts, pos, vec)
+    return pos, vec, a, b
+
+
 def articulated_facets(name: str, articulation: dict[str, float] | None = None) -> Facets:
     """Model-frame facets with the joints set to ``articulation`` (missing keys: 0)."""
     model = build_model(name)
@@ -479,19 +522,8 @@ def articulated_facets(name: str, articulation: dict[str, float] | None = None) 
     tr = _joint_transforms(model, art)
     if all(j == "fixed" for j in joints) or not art:
         return facets
-    centre = facets.centre.copy()
-    normal = facets.normal.copy()
-    au = facets.axis_u.copy()
-    av = facets.axis_v.copy()
-    for pi, joint in enumerate(joints):
-        if joint == "fixed":
-            continue
-        rot, t = tr[joint]
-        sel = facets.part == pi
-        centre[sel] = centre[sel] @ rot.T + t
-        normal[sel] = normal[sel] @ rot.T
-        au[sel] = au[sel] @ rot.T
-        av[sel] = av[sel] @ rot.T
+    centre, normal, au, av = _move_parts(tr, joints, facets.part, facets.centre,
+                                         facets.normal, facets.axis_u, facets.axis_v)
     return Facets(centre, normal, au, av, facets.size_u, facets.size_v, facets.area,
                   facets.material, facets.dihedral_base, facets.part)
 
@@ -564,19 +596,7 @@ def articulated_edges(name: str, articulation: dict[str, float] | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Edge samples after articulation: positions, directions, lengths, coefficients."""
     model = build_model(name)
-    pos, dirs, lens, coef, parts = model_edges(name)
-    if not articulation or pos.shape[0] == 0:
-        return pos, dirs, lens, coef
-    tr = _joint_transforms(model, dict(articulation))
-    pos, dirs = pos.copy(), dirs.copy()
-    for pi, part in enumerate(model.parts):
-        if part.joint == "fixed":
-            continue
-        rot, t = tr[part.joint]
-        sel = parts == pi
-        pos[sel] = pos[sel] @ rot.T + t
-        dirs[sel] = dirs[sel] @ rot.T
-    return pos, dirs, lens, coef
+    return _articulate_samples(model, articulation, model_edges(name))
 
 
 # --------------------------------------------------------------------------- fittings
@@ -672,16 +692,4 @@ def articulated_fittings(name: str, articulation: dict[str, float] | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fittings after articulation: positions (F, 3), axes (F, 3), sizes (F,), kinds (F,)."""
     model = build_model(name)
-    pos, ax, size, kind, parts = model_fittings(name)
-    if not articulation or pos.shape[0] == 0:
-        return pos, ax, size, kind
-    tr = _joint_transforms(model, dict(articulation))
-    pos, ax = pos.copy(), ax.copy()
-    for pi, p in enumerate(model.parts):
-        if p.joint == "fixed":
-            continue
-        rot, t = tr[p.joint]
-        sel = parts == pi
-        pos[sel] = pos[sel] @ rot.T + t
-        ax[sel] = ax[sel] @ rot.T
-    return pos, ax, size, kind
+    return _articulate_samples(model, articulation, model_fittings(name))

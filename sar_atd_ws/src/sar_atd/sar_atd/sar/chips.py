@@ -22,6 +22,17 @@ MSTAR_CLASSES = ("2S1", "BMP2", "BRDM_2", "BTR70", "BTR_60", "D7", "T62", "T72",
 """Folder names of the ten MSTAR SOC classes."""
 
 
+def _imread(path: Path, what: str) -> np.ndarray:
+    """``cv2.imread(path, IMREAD_UNCHANGED)``; raises ChipReadError naming ``what`` and the
+    path when the file is missing or cannot be decoded."""
+    if not path.is_file():
+        raise ChipReadError(f"{what} not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ChipReadError(f"cannot decode {what} {path} (corrupt or not an image)")
+    return img
+
+
 def read_chip(path: str | Path) -> np.ndarray:
     """Read an 8-bit single-channel chip as uint8 (H, W).
 
@@ -29,11 +40,7 @@ def read_chip(path: str | Path) -> np.ndarray:
         ChipReadError: missing/undecodable file, or a colour image whose channels differ.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ChipReadError(f"chip image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ChipReadError(f"cannot decode chip image {path} (corrupt or not an image)")
+    img = _imread(path, "chip image")
     if img.ndim == 3:
         if img.shape[2] == 4:
             img = img[:, :, :3]
@@ -58,11 +65,7 @@ def read_sarbake_mask(path: str | Path, shape: tuple[int, int] | None = None) ->
         ChipReadError: missing/undecodable file, values outside {0,1,2}, wrong shape.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ChipReadError(f"mask not found: {path}")
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise ChipReadError(f"cannot decode mask {path} (corrupt or not an image)")
+    mask = _imread(path, "mask")
     if mask.ndim != 2:
         raise ChipReadError(f"{path}: mask must be single-channel, got shape {mask.shape}")
     bad = np.setdiff1d(np.unique(mask), [0, 1, 2])
