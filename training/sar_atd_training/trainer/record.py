@@ -75,7 +75,10 @@ def plot_record(record: dict[str, Any], rows: list[dict[str, str]], out_png: Pat
     b.set_xlabel("step")
     b.set_ylabel("AP")
     b.set_ylim(0, 1)
-    b.legend()
+    if record["validation_history"]:
+        b.legend()
+    else:
+        b.text(0.5, 0.5, "no validation in this run", ha="center", transform=b.transAxes)
     b.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
