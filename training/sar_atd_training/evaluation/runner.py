@@ -124,6 +124,21 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
+def _at_operating_point(run: DetectorRun, i: int) -> Detections:
+    """Predictions of image ``i`` scored at least the run's best-F1 threshold at IoU 0.5.
+
+    Scores of different detectors live on different scales (CFAR contrast vs probability),
+    so each one is shown at its own operating point; without one, all are shown.
+    """
+    det = run.preds[i]
+    op = (run.metrics.get("operating_points") or {}).get("0.50") or {}
+    thr = op.get("score_threshold")
+    if thr is None or not np.isfinite(thr):
+        return det
+    keep = det.scores >= thr
+    return Detections(det.boxes[keep], det.scores[keep])
+
+
 def write_report(out_dir: str | Path, runs: Sequence[DetectorRun],
                  images: Sequence[EvalImage], dataset_desc: str, n_examples: int = 4,
                  extra: dict | None = None) -> Path:
@@ -142,8 +157,10 @@ def write_report(out_dir: str | Path, runs: Sequence[DetectorRun],
     examples = []
     for i in range(min(n_examples, len(images))):
         p = plot_detections(images[i].image, images[i].boxes,
-                            {r.name: r.preds[i] for r in runs}, out / f"example_{i}.png",
-                            title=images[i].name)
+                            {r.name: _at_operating_point(r, i) for r in runs},
+                            out / f"example_{i}.png",
+                            title=f"{images[i].name} (each detector at its best-F1 "
+                                  "threshold, IoU 0.5)")
         examples.append(p.name)
     doc = {"dataset": dataset_desc, "n_images": len(images),
            "detectors": {r.name: {"spec": r.spec, "config": r.config,
