@@ -4,8 +4,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# sar_atd_msgs (ROS 2 interfaces) built by colcon from the ROS 2 wheels into the venv prefix
+MSGS := $(VENV)/.sar_atd_msgs
+MSG_SRC := $(wildcard sar_atd_ws/src/sar_atd_msgs/msg/*.msg) \
+	sar_atd_ws/src/sar_atd_msgs/CMakeLists.txt sar_atd_ws/src/sar_atd_msgs/package.xml
 
-.PHONY: demo test install bench clean
+.PHONY: demo demo-offline test install bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,16 +18,20 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(MSGS): $(STAMP) $(MSG_SRC) sar_atd_ws/src/sar_atd_ros/scripts/build_msgs.py
+	$(BIN)/python sar_atd_ws/src/sar_atd_ros/scripts/build_msgs.py
+	touch $(MSGS)
 
-demo: $(STAMP)
+install: $(STAMP) $(MSGS)
+
+demo: $(STAMP) $(MSGS)
 	$(BIN)/sar-atd demo
 
-test: $(STAMP)
+test: $(STAMP) $(MSGS)
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(MSGS)
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info sar_atd_ws/build sar_atd_ws/log
