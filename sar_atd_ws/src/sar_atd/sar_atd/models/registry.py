@@ -50,6 +50,9 @@ ASPECT_RATIOS = (0.5, 1.0, 2.0)
 VGG_ANCHOR_SIZES: tuple[tuple[int, ...], ...] = ((16, 24, 32, 48, 64, 96, 128),)
 
 NORMS = ("bn", "frozen_bn", "gn")
+# RetinaNet box-regression losses (torchvision): L1 / smooth L1 on the encoded offsets, or an
+# overlap loss on the decoded boxes (GIoU, DIoU, CIoU) that rewards IoU directly.
+BOX_LOSSES = ("l1", "smooth_l1", "giou", "diou", "ciou")
 
 
 def _norm_layer(norm: str) -> Callable[[int], nn.Module]:
@@ -176,7 +179,10 @@ def _retinanet_resnet(arch: Callable[..., nn.Module], *, num_classes: int,
                       backbone_weights: str | Path | None, norm: str, fpn_channels: int,
                       head_norm: str, score_thresh: float, nms_thresh: float,
                       detections_per_img: int,
-                      anchor_sizes: tuple[tuple[int, ...], ...], **kw: Any) -> RetinaNet:
+                      anchor_sizes: tuple[tuple[int, ...], ...], box_loss: str = "l1",
+                      **kw: Any) -> RetinaNet:
+    if box_loss not in BOX_LOSSES:
+        raise ValueError(f"unknown box_loss {box_loss!r}; choices: {list(BOX_LOSSES)}")
     common = _common(kw)
     _check_kwargs(RetinaNet, kw)
     net = arch(weights=None, norm_layer=_norm_layer(norm))
@@ -201,6 +207,7 @@ def _retinanet_resnet(arch: Callable[..., nn.Module], *, num_classes: int,
         raise ValueError(f"unknown head_norm {head_norm!r}; choices: ['gn', 'none']")
     head = RetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes,
                          norm_layer=head_norm_layer)
+    head.regression_head._loss_type = box_loss  # torchvision's box-regression loss switch
     model = RetinaNet(backbone, num_classes=num_classes, anchor_generator=anchors, head=head,
                       score_thresh=score_thresh, nms_thresh=nms_thresh,
                       detections_per_img=detections_per_img, **kw)
@@ -213,7 +220,7 @@ def build_retinanet_r50_fpn(*, num_classes: int = NUM_CLASSES,
                             score_thresh: float = 0.05, nms_thresh: float = 0.5,
                             detections_per_img: int = 100,
                             anchor_sizes: tuple[tuple[int, ...], ...] = FPN_ANCHOR_SIZES,
-                            **kw: Any) -> RetinaNet:
+                            box_loss: str = "l1", **kw: Any) -> RetinaNet:
     """RetinaNet, ResNet50-FPN (the paper's second model).
 
     FPN on layer2-4 (P3-P5) plus a max-pooled P6, 256 channels; GroupNorm in the heads
@@ -227,7 +234,7 @@ def build_retinanet_r50_fpn(*, num_classes: int = NUM_CLASSES,
                              fpn_channels=fpn_channels, head_norm=head_norm,
                              score_thresh=score_thresh, nms_thresh=nms_thresh,
                              detections_per_img=detections_per_img, anchor_sizes=anchor_sizes,
-                             **kw)
+                             box_loss=box_loss, **kw)
 
 
 def build_retinanet_r18_fpn(*, num_classes: int = NUM_CLASSES,
@@ -236,20 +243,21 @@ def build_retinanet_r18_fpn(*, num_classes: int = NUM_CLASSES,
                             score_thresh: float = 0.05, nms_thresh: float = 0.5,
                             detections_per_img: int = 100,
                             anchor_sizes: tuple[tuple[int, ...], ...] = FPN_ANCHOR_SIZES,
-                            **kw: Any) -> RetinaNet:
+                            box_loss: str = "l1", **kw: Any) -> RetinaNet:
     """Light RetinaNet for CPU/embedded use: ResNet18-FPN with 128 FPN/head channels.
 
     Same levels and anchors as :func:`build_retinanet_r50_fpn`; the 128-channel heads cost
     about a quarter of the 256-channel ones, which dominate RetinaNet's compute at native
     SAR scale. Trainable BatchNorm in the backbone (per-device batch >= 2 of 320 px crops
-    gives >= 2*40*40 samples per channel at P3) and GroupNorm in the heads.
+    gives >= 2*40*40 samples per channel at P3) and GroupNorm in the heads. ``box_loss``
+    (both RetinaNets) picks the box-regression loss from :data:`BOX_LOSSES`.
     """
     return _retinanet_resnet(resnet18, num_classes=num_classes,
                              backbone_weights=backbone_weights, norm=norm,
                              fpn_channels=fpn_channels, head_norm=head_norm,
                              score_thresh=score_thresh, nms_thresh=nms_thresh,
                              detections_per_img=detections_per_img, anchor_sizes=anchor_sizes,
-                             **kw)
+                             box_loss=box_loss, **kw)
 
 
 # name -> builder. Explicit on purpose: an unknown name is a ValueError listing the choices.
