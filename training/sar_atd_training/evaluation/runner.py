@@ -12,13 +12,13 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sar_atd.detectors.base import Detections, Detector
-from sar_atd.errors import BackendError
+from sar_atd.runtime import resolve_detector
 from sar_atd_training.evaluation.dataset import EvalImage
 
 log = logging.getLogger(__name__)
@@ -37,47 +37,6 @@ class DetectorRun:
     ms_per_image: float
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
-
-
-def resolve_detector(spec: str, device: str = "cpu", score_threshold: float = 0.01
-                     ) -> tuple[Detector, dict]:
-    """Turn ``"cfar"`` / ``"cfar-os"`` / a ``.pt`` / ``.onnx`` path into a detector.
-
-    Model files go through ``sar_atd.backends.load_detector(path, device=...,
-    score_threshold=...)``; keep ``score_threshold`` low so the PR curve is complete.
-
-    Returns:
-        (detector, its configuration as a dict for the report).
-
-    Raises:
-        FileNotFoundError: a model path that does not exist.
-        BackendError: the model backends are not available (``sar_atd.backends``).
-        ValueError: an unknown detector name.
-    """
-    from sar_atd.detectors.cfar import CfarConfig, CfarDetector
-
-    low = spec.lower()
-    if low in ("cfar", "cfar-ca", "ca-cfar"):
-        cfg = CfarConfig()
-        return CfarDetector(cfg, name="CFAR-CA"), asdict(cfg)
-    if low in ("cfar-os", "os-cfar"):
-        cfg = CfarConfig(method="os")
-        return CfarDetector(cfg, name="CFAR-OS"), asdict(cfg)
-    path = Path(spec)
-    if path.suffix.lower() not in (".pt", ".pth", ".onnx", ".engine", ".plan"):
-        raise ValueError(f"unknown detector {spec!r}: expected 'cfar', 'cfar-os', or a model "
-                         "file (.pt checkpoint, .onnx model)")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        from sar_atd.backends import load_detector
-    except ImportError as err:
-        raise BackendError(f"cannot load {path}: the model backends (sar_atd.backends) are "
-                           f"not available ({err})") from None
-    det = load_detector(path, device=device, score_threshold=score_threshold)
-    if not getattr(det, "name", None):
-        det.name = path.stem
-    return det, {"model": str(path), "device": device, "score_threshold": score_threshold}
 
 
 def run_detector(detector: Detector, images: Sequence[EvalImage], progress: bool = True

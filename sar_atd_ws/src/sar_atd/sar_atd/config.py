@@ -150,3 +150,297 @@ def load_config(cls: type[T], path: str | Path, section: str | None = None) -> T
             raise ConfigError(f"{path}: missing section '{section}'")
         data = data[section] or {}
     return from_dict(cls, data, where=f"{path}" + (f":{section}" if section else ""))
+
+
+# --------------------------------------------------------------------------------------
+# Runtime configuration shared by the offline tools and the ROS 2 nodes.
+#
+# A ROS 2 parameter file holds one block per node::
+#
+#     detector_node:
+#       ros__parameters:
+#         tiler: {tile_size: 640, overlap: 128, batch_size: 8, device: auto}
+#         detector: {model: models/default.pt, backend: "", device: auto}
+#         scene: {merge: nms, match: ios, match_threshold: 0.5}
+#         evaluator: {iou_thresholds: [0.25, 0.5, 0.7]}
+#
+# ROS parameters cannot be null, so "unset" is spelled 0.0 / "" / "auto" below.
+# --------------------------------------------------------------------------------------
+
+ROS_STANDARD_PARAMETERS = frozenset({"use_sim_time", "qos_overrides",
+                                     "start_type_description_service"})
+"""Parameters every rclpy node may carry; ignored when building a runtime config."""
+
+
+def load_ros_params(path: str | Path, node_name: str) -> dict[str, Any]:
+    """The ``ros__parameters`` mapping of ``node_name`` in a ROS 2 parameter file.
+
+    Accepts ``node_name`` with or without a leading ``/`` and the ``/**`` wildcard block
+    (whose parameters apply to every node; the node's own block overrides them).
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or no block for ``node_name``.
+    """
+    data = load_yaml(path)
+    name = node_name.strip("/")
+    merged: dict[str, Any] = {}
+    found = False
+    for key in ("/**", name, "/" + name):
+        block = data.get(key)
+        if block is None:
+            continue
+        if not isinstance(block, dict) or not isinstance(block.get("ros__parameters", {}),
+                                                          dict):
+            raise ConfigError(f"{path}: block '{key}' must hold a 'ros__parameters' mapping")
+        if "ros__parameters" not in block:
+            raise ConfigError(f"{path}: block '{key}' has no 'ros__parameters'")
+        merged = _deep_merge(merged, block["ros__parameters"] or {})
+        found = found or key != "/**"
+    if not found and "/**" not in data:
+        raise ConfigError(f"{path}: no parameters for node '{name}' (blocks: {sorted(data)})")
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def unflatten_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"tiler.tile_size": 640}`` (rclpy's dotted names) -> ``{"tiler": {"tile_size": 640}}``.
+
+    Nested mappings pass through unchanged, so both spellings are accepted.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        parts = str(key).split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"parameter {key!r} conflicts with a scalar '{p}'")
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = _deep_merge(node[parts[-1]], value)
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+class RosParamsMixin:
+    """``from_ros_params`` / ``from_params`` for runtime dataclasses with a ``SECTION``."""
+
+    SECTION: typing.ClassVar[str] = ""
+
+    @classmethod
+    def from_params(cls: type[T], params: dict[str, Any], section: str | None = None,
+                    where: str = "parameters") -> T:
+        """Build from node parameters (nested or dotted names); only ``section`` is read.
+
+        Raises:
+            ConfigError: unknown key or wrong type inside the section.
+        """
+        sec = cls.SECTION if section is None else section  # type: ignore[attr-defined]
+        data = unflatten_params({k: v for k, v in params.items()
+                                 if k.split(".")[0] not in ROS_STANDARD_PARAMETERS})
+        if sec:
+            data = data.get(sec) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{where}: '{sec}' must be a mapping, got {data!r}")
+        return from_dict(cls, data, where=f"{where}:{sec}" if sec else where)
+
+    @classmethod
+    def from_ros_params(cls: type[T], path: str | Path, node_name: str,
+                        section: str | None = None) -> T:
+        """Build from the ``node_name: ros__parameters:`` block of a ROS 2 parameter file."""
+        params = load_ros_params(path, node_name)
+        return cls.from_params(params, section, where=f"{path}:{node_name}")  # type: ignore
+
+
+DEVICES_HELP = "'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'"
+
+
+def _check_device(device: str, where: str) -> None:
+    if device not in ("auto", "cpu", "cuda") and not (
+            device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"{where}.device must be {DEVICES_HELP}, got {device!r}")
+
+
+@dataclasses.dataclass
+class TilerConfig(RosParamsMixin):
+    """How :class:`sar_atd.tiling.Tiler` turns a scene into batches of 8-bit tiles.
+
+    Rendering rule (applied once per scene, before tiling):
+
+    * uint8 input is already an 8-bit rendering and passes through untouched;
+    * complex input: amplitude ``|s|``; float input: amplitude ``|x|``; uint16 (mono16)
+      input: amplitude ``counts / 65535 * mono16_full_scale``;
+    * the amplitude is rendered with :func:`sar_atd.sar.lut.power_law_render`
+      (``gamma = 0.5`` is the paper's quarter-power LUT) with white point ``amplitude_ref``
+      in the rendered domain; ``amplitude_ref = 0`` means "content-anchored": the
+      ``ref_quantile`` quantile of the scene's rendered amplitude is shown at 8-bit level
+      ``ref_level`` (the rule the hybrid training data is rendered with);
+    * NaN/inf pixels (float, complex) are set to 0 before rendering and counted
+      (``PreparedScene.n_nonfinite``); ``nonfinite = "error"`` refuses such scenes.
+
+    Attributes:
+        tile_size: tile side (px); scenes smaller than a tile give one smaller tile.
+        overlap: overlap of neighbouring tiles (px, >= a target plus its shadow).
+        batch_size: tiles per inference batch.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        gamma: amplitude exponent of the rendering (0.5 = quarter-power LUT).
+        amplitude_ref: rendered-domain white point (> 0), or 0 for the content anchor.
+        ref_quantile: quantile of the anchor, in (0, 1].
+        ref_level: 8-bit level of the anchor, in (0, 255].
+        mono16_full_scale: amplitude of uint16 count 65535.
+        nonfinite: ``"zero"`` (set to 0 and count) or ``"error"``.
+    """
+
+    SECTION: typing.ClassVar[str] = "tiler"
+
+    tile_size: int = 640
+    overlap: int = 128
+    batch_size: int = 8
+    device: str = "auto"
+    gamma: float = 0.5
+    amplitude_ref: float = 1.0
+    ref_quantile: float = 0.5
+    ref_level: float = 30.0
+    mono16_full_scale: float = 1.0
+    nonfinite: str = "zero"
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 32:
+            raise ValueError(f"TilerConfig.tile_size must be >= 32, got {self.tile_size}")
+        if not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"TilerConfig.overlap must be in [0, tile_size), got "
+                             f"{self.overlap}")
+        if self.batch_size < 1:
+            raise ValueError(f"TilerConfig.batch_size must be >= 1, got {self.batch_size}")
+        _check_device(self.device, "TilerConfig")
+        for name in ("gamma", "mono16_full_scale"):
+            v = getattr(self, name)
+            if not (v > 0 and v < float("inf")):
+                raise ValueError(f"TilerConfig.{name} must be finite and > 0, got {v}")
+        if not (self.amplitude_ref >= 0 and self.amplitude_ref < float("inf")):
+            raise ValueError(f"TilerConfig.amplitude_ref must be >= 0 (0 = content anchor), "
+                             f"got {self.amplitude_ref}")
+        if not 0 < self.ref_quantile <= 1:
+            raise ValueError(f"TilerConfig.ref_quantile must be in (0, 1], got "
+                             f"{self.ref_quantile}")
+        if not 0 < self.ref_level <= 255:
+            raise ValueError(f"TilerConfig.ref_level must be in (0, 255], got "
+                             f"{self.ref_level}")
+        if self.nonfinite not in ("zero", "error"):
+            raise ValueError(f"TilerConfig.nonfinite must be 'zero' or 'error', got "
+                             f"{self.nonfinite!r}")
+
+
+@dataclasses.dataclass
+class SceneDetectorConfig(RosParamsMixin):
+    """Cross-seam merge and output filtering of :class:`sar_atd.scene.SceneDetector`.
+
+    Attributes:
+        merge: ``"nms"`` (keep one box per cluster: a box not cut by a tile edge first,
+            then the highest score) or ``"merge"`` (greedy non-maximum merging: the
+            cluster's enclosing box).
+        match: overlap metric between boxes of different tiles: ``"iou"`` or ``"ios"``
+            (intersection over the smaller box: a seam-truncated box inside the full one
+            scores ~1).
+        match_threshold: boxes of different tiles overlapping more than this are one
+            target, in (0, 1].
+        score_threshold: minimum score of reported detections; negative = the model's
+            operating threshold (best F1 at IoU 0.5 on its validation set), 0 for CFAR.
+        edge_margin_px: a box within this distance of a tile edge inside the scene counts
+            as cut by the seam.
+    """
+
+    SECTION: typing.ClassVar[str] = "scene"
+
+    merge: str = "nms"
+    match: str = "ios"
+    match_threshold: float = 0.5
+    score_threshold: float = 0.0
+    edge_margin_px: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.merge not in ("nms", "merge"):
+            raise ValueError(f"SceneDetectorConfig.merge must be 'nms' or 'merge', got "
+                             f"{self.merge!r}")
+        if self.match not in ("iou", "ios"):
+            raise ValueError(f"SceneDetectorConfig.match must be 'iou' or 'ios', got "
+                             f"{self.match!r}")
+        if not 0 < self.match_threshold <= 1:
+            raise ValueError(f"SceneDetectorConfig.match_threshold must be in (0, 1], got "
+                             f"{self.match_threshold}")
+        if not self.edge_margin_px >= 0:
+            raise ValueError(f"SceneDetectorConfig.edge_margin_px must be >= 0, got "
+                             f"{self.edge_margin_px}")
+
+
+@dataclasses.dataclass
+class DetectorRuntimeConfig(RosParamsMixin):
+    """Which detector runs and where (see :func:`sar_atd.runtime.resolve_detector`).
+
+    Attributes:
+        model: ``cfar``, ``cfar-os`` or a model file (``.pt``, ``.onnx``, ``.engine``).
+        backend: ``""`` (from the file suffix), ``torch``, ``onnxruntime`` or ``tensorrt``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        score_threshold: lowest score the backend returns (keep low; the scene detector
+            applies the reporting threshold).
+        precision: TensorRT engine precision: ``fp16``, ``fp32`` or ``int8``.
+        engine_cache_dir: TensorRT engine cache ("" = ``~/.cache/sar_atd/engines``).
+        threads: ONNX Runtime intra-op threads (0 = its default).
+    """
+
+    SECTION: typing.ClassVar[str] = "detector"
+
+    model: str = "cfar"
+    backend: str = ""
+    device: str = "auto"
+    score_threshold: float = 0.01
+    precision: str = "fp16"
+    engine_cache_dir: str = ""
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("", "torch", "onnxruntime", "tensorrt"):
+            raise ValueError(f"DetectorRuntimeConfig.backend must be '', 'torch', "
+                             f"'onnxruntime' or 'tensorrt', got {self.backend!r}")
+        _check_device(self.device, "DetectorRuntimeConfig")
+        if not 0 <= self.score_threshold <= 1:
+            raise ValueError(f"DetectorRuntimeConfig.score_threshold must be in [0, 1], got "
+                             f"{self.score_threshold}")
+        if self.precision not in ("fp16", "fp32", "int8"):
+            raise ValueError(f"DetectorRuntimeConfig.precision must be fp16, fp32 or int8, "
+                             f"got {self.precision!r}")
+        if self.threads < 0:
+            raise ValueError(f"DetectorRuntimeConfig.threads must be >= 0, got "
+                             f"{self.threads}")
+
+
+@dataclasses.dataclass
+class EvaluatorConfig(RosParamsMixin):
+    """Streaming evaluation (see :class:`sar_atd.streaming.MetricAccumulator`).
+
+    Attributes:
+        iou_thresholds: IoU thresholds with a named AP and PR curve.
+        method: AP interpolation, ``all-point`` or ``coco101``.
+        dataset: COCO dataset with the ground truth ("" = ground truth from elsewhere).
+    """
+
+    SECTION: typing.ClassVar[str] = "evaluator"
+
+    iou_thresholds: tuple[float, ...] = (0.25, 0.5, 0.7)
+    method: str = "all-point"
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.iou_thresholds or not all(0 < t <= 1 for t in self.iou_thresholds):
+            raise ValueError(f"EvaluatorConfig.iou_thresholds must be non-empty, in (0, 1], "
+                             f"got {self.iou_thresholds}")
+        if self.method not in ("all-point", "coco101"):
+            raise ValueError(f"EvaluatorConfig.method must be 'all-point' or 'coco101', got "
+                             f"{self.method!r}")

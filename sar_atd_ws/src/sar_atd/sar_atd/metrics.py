@@ -302,9 +302,20 @@ def evaluate(preds: Sequence[PredLike], gts: Sequence[np.ndarray],
     """
     if method not in ("all-point", "coco101"):
         raise ValueError(f"unknown AP method {method!r}: expected 'all-point' or 'coco101'")
-    prep = _prepare(preds, gts)
+    return evaluate_prepared(_prepare(preds, gts), len(gts), iou_thresholds,
+                             ap_iou_thresholds, method)
+
+
+def evaluate_prepared(prep: _Prepared, n_images: int,
+                      iou_thresholds: Sequence[float] = (0.25, 0.5),
+                      ap_iou_thresholds: Sequence[float] = DEFAULT_AP_IOU_THRESHOLDS,
+                      method: str = "all-point") -> dict:
+    """:func:`evaluate` on inputs already reduced to per-image scores and IoU matrices
+    (used by :class:`sar_atd.streaming.MetricAccumulator`)."""
+    if method not in ("all-point", "coco101"):
+        raise ValueError(f"unknown AP method {method!r}: expected 'all-point' or 'coco101'")
     named = sorted({_check_threshold(t) for t in (*iou_thresholds, 0.7)})
-    out: dict = {"method": method, "n_images": len(gts), "n_gt": prep.n_gt,
+    out: dict = {"method": method, "n_images": n_images, "n_gt": prep.n_gt,
                  "n_pred": prep.n_pred}
     pr_curves, ops, max_rec = {}, {}, {}
     for t in named:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from sar_atd.detectors.base import Detections
@@ -34,6 +36,26 @@ def check_image(image: object) -> np.ndarray:
             raise ValueError(f"float image must be in 8-bit units [0, 255], got [{lo}, {hi}]")
         return image.astype(np.float32)
     raise ValueError(f"image dtype must be uint8 (or float in [0, 255]), got {image.dtype}")
+
+
+def check_tile_batch(tiles: object) -> Any:
+    """Validate a batch of tiles: float (B, 1, H, W) torch tensor in 8-bit units.
+
+    Raises:
+        ValueError: not a tensor, wrong rank/channels, empty, or not floating point.
+    """
+    import torch
+
+    if not isinstance(tiles, torch.Tensor):
+        raise ValueError(f"tiles must be a torch tensor (B, 1, H, W), got "
+                         f"{type(tiles).__name__}")
+    if tiles.dim() != 4 or tiles.shape[1] != 1:
+        raise ValueError(f"tiles must be (B, 1, H, W), got shape {tuple(tiles.shape)}")
+    if tiles.numel() == 0:
+        raise ValueError(f"tile batch is empty: shape {tuple(tiles.shape)}")
+    if not tiles.is_floating_point():
+        raise ValueError(f"tiles must be float in 8-bit units, got {tiles.dtype}")
+    return tiles
 
 
 def filter_scores(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> Detections:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sar_atd.backends.base import check_image, filter_scores
+from sar_atd.backends.base import check_image, check_tile_batch, filter_scores
 from sar_atd.detectors.base import Detections
 
 
@@ -48,9 +48,19 @@ class TorchDetector:
         return cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}")
 
     @torch.inference_mode()
-    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detect in several uint8 (H, W) images (sizes may differ) in one forward pass."""
-        tensors = [torch.from_numpy(check_image(im))[None].to(self.device) for im in images]
+    def detect_batch(self, images: torch.Tensor | list[np.ndarray]) -> list[Detections]:
+        """Detect in a batch in one forward pass.
+
+        Args:
+            images: float32 (B, 1, H, W) tensor in 8-bit units (any device: moved to the
+                model's, so a GPU tile batch never visits the host), or a list of uint8
+                (H, W) arrays (sizes may differ).
+        """
+        if isinstance(images, torch.Tensor):
+            tensors = list(check_tile_batch(images).to(self.device, torch.float32))
+        else:
+            tensors = [torch.from_numpy(check_image(im))[None].to(self.device)
+                       for im in images]
         if not tensors:
             return []
         outputs = self.model(tensors)

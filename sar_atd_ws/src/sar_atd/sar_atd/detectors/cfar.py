@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from sar_atd.boxes import clip_boxes, merge_boxes
-from sar_atd.detectors.base import Detections
+from sar_atd.detectors.base import Detections, tiles_to_uint8
 
 __all__ = ["CfarConfig", "CfarDetector", "cfar_statistic"]
 
@@ -226,3 +226,8 @@ class CfarDetector:
         if cfg.merge_iou >= 0 and len(boxes) > 1:
             boxes, scores = merge_boxes(boxes, scores, cfg.merge_iou, method="union")
         return Detections(boxes, scores)
+
+    def detect_batch(self, tiles: object) -> list[Detections]:
+        """Detect in each tile of a float32 (B, 1, H, W) tensor in 8-bit units (the CFAR
+        runs on the host, one tile at a time, on the tile rounded to uint8)."""
+        return [self.detect(t) for t in tiles_to_uint8(tiles)]  # type: ignore[arg-type]

@@ -1,0 +1,104 @@
+"""Detector-spec resolution: ``cfar`` | ``cfar-os`` | ``.pt`` | ``.onnx`` | ``.engine`` -> Detector.
+
+The one place that turns what a user or a parameter file names into a running detector,
+used by ``sar-atd eval``, ``sar-atd detect``, the benchmarks and the ROS 2 detector node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sar_atd.detectors.base import Detector
+from sar_atd.errors import BackendError
+
+__all__ = ["resolve_detector", "MODEL_SUFFIXES", "CFAR_SPECS", "is_neural_spec",
+           "resolve_device_name"]
+
+MODEL_SUFFIXES: dict[str, str] = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime",
+                                  ".engine": "tensorrt", ".plan": "tensorrt"}
+"""Model file suffix -> default backend."""
+
+CFAR_SPECS: dict[str, str] = {"cfar": "ca", "cfar-ca": "ca", "ca-cfar": "ca",
+                              "cfar-os": "os", "os-cfar": "os"}
+"""CFAR detector names -> CFAR method."""
+
+
+def is_neural_spec(spec: str) -> bool:
+    """True for a model file spec (scores are probabilities in [0, 1]); False for CFAR."""
+    return spec.lower() not in CFAR_SPECS
+
+
+def resolve_device_name(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others unchanged.
+
+    Raises:
+        BackendError: a CUDA device asked for where torch sees none.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"--device {device}: torch sees no CUDA device on this machine")
+    return device
+
+
+def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: float = 0.01,
+                     backend: str | None = None, **backend_kw: Any
+                     ) -> tuple[Detector, dict[str, Any]]:
+    """Turn a detector spec into a detector behind the common interface.
+
+    Args:
+        spec: ``"cfar"`` (cell-averaging CFAR), ``"cfar-os"`` (order-statistic CFAR), or a
+            model file: ``.pt`` (torch), ``.onnx`` (ONNX Runtime), ``.engine`` (TensorRT).
+        device: ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
+        score_threshold: lowest score the model backends return, in [0, 1] (keep low so
+            PR curves are complete). Ignored by CFAR (its scores are unbounded).
+        backend: force ``torch`` | ``onnxruntime`` | ``tensorrt`` (e.g. TensorRT on a
+            ``.onnx`` file); None: by suffix.
+        **backend_kw: backend options (``threads``, ``precision``, ``cache_dir``...).
+
+    Returns:
+        (detector, description dict for reports: spec, backend, device, threshold and the
+        model's metadata).
+
+    Raises:
+        ValueError: unknown name/suffix, or a threshold outside [0, 1].
+        FileNotFoundError: a model path that does not exist.
+        BackendError: backend unavailable (names the missing package) or model unloadable.
+        CheckpointError: corrupt or mismatched ``.pt``.
+    """
+    from sar_atd.detectors.cfar import CfarConfig, CfarDetector
+
+    text = str(spec)
+    low = text.lower()
+    if low in CFAR_SPECS:
+        cfg = CfarConfig(method=CFAR_SPECS[low])
+        det = CfarDetector(cfg, name=f"CFAR-{CFAR_SPECS[low].upper()}")
+        return det, {"spec": text, "backend": "cfar", **asdict(cfg)}
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ValueError(f"unknown detector {text!r}: expected 'cfar', 'cfar-os' or a model "
+                         f"file ({', '.join(sorted(MODEL_SUFFIXES))})")
+    if not 0.0 <= float(score_threshold) <= 1.0:
+        raise ValueError(f"score threshold {score_threshold} is outside [0, 1] (model scores "
+                         f"are probabilities)")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    device = resolve_device_name(device)
+    from sar_atd.backends import load_detector
+
+    chosen = backend or MODEL_SUFFIXES[suffix]
+    det = load_detector(path, device=device, score_threshold=score_threshold,
+                        backend=chosen, **backend_kw)
+    if not getattr(det, "name", None):
+        det.name = path.stem
+    info = getattr(det, "model_info", None)
+    desc: dict[str, Any] = {"spec": text, "model": str(path), "backend": chosen,
+                            "device": device, "score_threshold": float(score_threshold)}
+    if info is not None:
+        desc["model_info"] = info.to_dict()
+    return det, desc
