@@ -31,11 +31,25 @@ def _record(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _segmenter_args(p: argparse.ArgumentParser) -> None:
+    from sar_atd_training.segmentation.train import add_args
+
+    add_args(p)
+
+
+def _segmenter(args: argparse.Namespace) -> int:
+    from sar_atd_training.segmentation.train import main
+
+    return main(args)
+
+
 TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
                  _detector_args, _detector),
     "record": ("write a run's training record (JSON + loss/validation plot) for release",
                _record_args, _record),
+    "segmenter": ("train the target/shadow U-Net segmenter on synthetic vignettes",
+                  _segmenter_args, _segmenter),
 }
 
 
