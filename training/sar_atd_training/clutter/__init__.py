@@ -5,16 +5,19 @@ from sar_atd_training.clutter.generator import (
     MSTAR_CLUTTER_SHAPE,
     BuildingsConfig,
     ClutterConfig,
+    ClutterStatisticsError,
     FieldsConfig,
     PointsConfig,
     RoadsConfig,
     TreesConfig,
     cast_shadows,
+    check_scene_statistics,
     generate_scene,
 )
 
 __all__ = [
-    "MSTAR_CLUTTER_SHAPE", "BackgroundSet", "BuildingsConfig", "ClutterConfig", "FieldsConfig",
-    "PointsConfig", "RoadsConfig", "TreesConfig", "cast_shadows", "generate_scene",
+    "MSTAR_CLUTTER_SHAPE", "BackgroundSet", "BuildingsConfig", "ClutterConfig",
+    "ClutterStatisticsError", "FieldsConfig", "PointsConfig", "RoadsConfig", "TreesConfig",
+    "cast_shadows", "check_scene_statistics", "generate_scene",
     "load_background",
 ]

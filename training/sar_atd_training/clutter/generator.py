@@ -42,6 +42,7 @@ import torch
 from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
+from sar_atd.errors import SarAtdError
 from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, noise_power_gain
 
 LOG = logging.getLogger(__name__)
@@ -51,6 +52,44 @@ MSTAR_CLUTTER_SHAPE = (1784, 1478)
 
 GRASS_MEDIAN_AMPLITUDE = 0.032
 """Median clutter magnitude measured on the real MSTAR file ``HB14931.015``."""
+
+SCENE_MEDIAN_RANGE = (0.125, 8.0)
+"""Accepted median amplitude of a generated scene, in multiples of the configured
+``grass_median_amplitude`` (the default recipe gives ~0.7: roads and shadows are darker,
+forests brighter). Outside it the scene is wrong (e.g. a failed FFT) and is refused."""
+
+
+class ClutterStatisticsError(SarAtdError, RuntimeError):
+    """A generated scene is outside its calibrated statistics (non-finite or wrong level)."""
+
+
+def check_scene_statistics(scene: np.ndarray, cfg: ClutterConfig, seed: int = 0) -> float:
+    """Refuse a generated scene whose amplitude statistics are off calibration.
+
+    Args:
+        scene: complex64 (H, W) scene from :func:`generate_scene`.
+        cfg: the configuration it was generated with.
+        seed: its seed (named in the error).
+
+    Returns:
+        The scene's median amplitude.
+
+    Raises:
+        ClutterStatisticsError: non-finite pixels, or a median amplitude outside
+            :data:`SCENE_MEDIAN_RANGE` times ``cfg.grass_median_amplitude``.
+    """
+    what = f"clutter scene {scene.shape[0]}x{scene.shape[1]} seed {seed}"
+    n_bad = int(scene.size - np.count_nonzero(np.isfinite(scene)))
+    if n_bad:
+        raise ClutterStatisticsError(f"{what}: {n_bad} non-finite pixels")
+    median = float(np.median(np.abs(scene)))
+    lo, hi = (f * cfg.grass_median_amplitude for f in SCENE_MEDIAN_RANGE)
+    if not lo <= median <= hi:
+        raise ClutterStatisticsError(
+            f"{what}: median amplitude {median:.3g} is outside the calibrated range "
+            f"[{lo:.3g}, {hi:.3g}] (grass level {cfg.grass_median_amplitude}); "
+            "the scene is not written")
+    return median
 
 
 def _check_range(name: str, rng: tuple[float, float], lo: float | None = None) -> None:
@@ -532,5 +571,6 @@ def generate_scene(config: ClutterConfig | None = None, seed: int = 0, *,
         s.layers["point"][ri, ci] = True
     scene = apply_sensor_function(ideal, sensor, cfg.range_res_m, cfg.xrange_res_m)
     out = scene.numpy().astype(np.complex64)
+    check_scene_statistics(out, cfg, seed)
     LOG.debug("generated clutter scene %dx%d seed=%d", s.h, s.w, seed)
     return (out, s.layers) if return_layers else out

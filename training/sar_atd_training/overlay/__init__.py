@@ -5,6 +5,7 @@ from sar_atd_training.overlay.pipeline import (
     OverlayConfig,
     OverlayDataError,
     OverlayPipeline,
+    OverlayStatisticsError,
     PlacementError,
     Sample,
     dropout_brightest,
@@ -12,6 +13,7 @@ from sar_atd_training.overlay.pipeline import (
 from sar_atd_training.overlay.splits import Split, make_split
 
 __all__ = [
-    "OverlayConfig", "OverlayDataError", "OverlayDataset", "OverlayPipeline", "PlacementError",
-    "Sample", "Split", "collate_detection", "dropout_brightest", "make_split",
+    "OverlayConfig", "OverlayDataError", "OverlayDataset", "OverlayPipeline",
+    "OverlayStatisticsError", "PlacementError", "Sample", "Split", "collate_detection",
+    "dropout_brightest", "make_split",
 ]

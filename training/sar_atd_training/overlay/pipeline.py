@@ -69,6 +69,44 @@ class OverlayDataError(SarAtdError, ValueError):
     """The bank or the backgrounds cannot feed the pipeline (empty, too small, mismatched)."""
 
 
+class OverlayStatisticsError(SarAtdError, RuntimeError):
+    """A generated batch is outside its calibrated statistics (non-finite pixels, or an image
+    whose clutter level no longer matches its background crop)."""
+
+
+BATCH_MEDIAN_RATIO = (0.5, 2.0)
+"""Accepted ratio of each composed image's median amplitude to its background crop's (the
+targets and their shadows cover a small part of an image, so the clutter level stays)."""
+
+
+def check_batch_statistics(composed: torch.Tensor, background_median: torch.Tensor) -> None:
+    """Refuse an overlay batch whose amplitudes are off calibration before it is used.
+
+    Args:
+        composed: float32 (B, H, W) amplitude of the composed images (before the LUT).
+        background_median: float32 (B,) median amplitude of each image's background crop.
+
+    Raises:
+        OverlayStatisticsError: non-finite pixels, or a median ratio outside
+            :data:`BATCH_MEDIAN_RATIO` (checked where the background is not all zero).
+    """
+    finite = torch.isfinite(composed).flatten(1).all(1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise OverlayStatisticsError(f"overlay batch: images {bad} hold non-finite pixels")
+    median = composed[:, ::4, ::4].flatten(1).median(1).values
+    ref = background_median.to(median.device)
+    ratio = median / ref.clamp_min(torch.finfo(torch.float32).tiny)
+    lo, hi = BATCH_MEDIAN_RATIO
+    bad_mask = (ref > 0) & ((ratio < lo) | (ratio > hi))
+    if bool(bad_mask.any()):
+        b = int(torch.nonzero(bad_mask).flatten()[0])
+        raise OverlayStatisticsError(
+            f"overlay batch: image {b} has median amplitude {float(median[b]):.3g}, "
+            f"{float(ratio[b]):.3g} x its background's {float(ref[b]):.3g} (accepted "
+            f"{lo}-{hi} x); the batch is refused")
+
+
 class BankLike(Protocol):
     """What the pipeline needs of a signature bank (contract (1))."""
 
@@ -551,6 +589,7 @@ class OverlayPipeline:
         # a fresh array: modified in place below as the output canvas
         bg_t = torch.from_numpy(np.stack(canvases).astype(np.complex64, copy=False)).to(dev)
 
+        bg_median = bg_t[:, pad:pad + n:4, pad:pad + n:4].abs().flatten(1).median(1).values
         objs = [(b, o) for b, dr in enumerate(draws) for o in dr["objects"]]
         t = len(objs)
         out = bg_t  # steps 3-4 write in place; the windows below are copies
@@ -622,6 +661,7 @@ class OverlayPipeline:
         # (5) quarter-power LUT (per-image ref) or the randomised power-law rendering
         img_c = out[:, pad:pad + n, pad:pad + n]
         mag = torch.view_as_real(img_c).square().sum(-1).sqrt_()  # |s|, faster than abs()
+        check_batch_statistics(mag, bg_median)
         images = self._render(mag, draws)
         shadows = shadow_union[:, pad:pad + n, pad:pad + n]
 

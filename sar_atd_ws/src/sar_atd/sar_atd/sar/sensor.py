@@ -22,6 +22,8 @@ spatial bandwidth for a resolution ``rho`` is ``B = k / rho`` cycles/m, the RF b
 ``k * lambda / (2 rho)`` radians.
 
 Every function accepts numpy arrays or torch tensors (CUDA too) and returns the same kind.
+Every FFT goes through :mod:`sar_atd.sar.fftcheck` (checked against known answers per
+shape, dtype, device and thread count, with a correct fallback).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sar_atd.sar import fftcheck
 from sar_atd.sar._xp import back, to_torch
 
 C_M_S = 299_792_458.0
@@ -121,7 +124,7 @@ def taylor_broadening(sll_db: float, nbar: int) -> float:
     m, pad = 1024, 32
     u = (torch.arange(m, dtype=torch.float64) + 0.5) / m - 0.5
     w = taylor_window(u, sll_db, nbar)
-    spec = torch.fft.fft(w, n=m * pad).abs() ** 2
+    spec = fftcheck.fft(w, n=m * pad).abs() ** 2
     spec = (spec / spec.max()).numpy()
     # first bin below half power, then linear interpolation of the crossing
     i = int(np.argmax(spec < 0.5))
@@ -178,6 +181,9 @@ def apply_sensor_function(image: Any, sensor: SensorConfig | None = None,
     Returns:
         complex64 image of the same shape and kind. Peak-gain normalised: an isolated point
         keeps its amplitude; white noise power is scaled by :func:`noise_power_gain`.
+
+    Raises:
+        FFTCheckError: the FFT gave wrong values (known-answer check or energy bound).
     """
     sensor = sensor or SensorConfig()
     x, was_np = to_torch(image)
@@ -192,7 +198,11 @@ def apply_sensor_function(image: Any, sensor: SensorConfig | None = None,
     wc = spectral_window(w, sensor.xrange_spacing_m, xr, sensor.taylor_sll_db,
                          sensor.taylor_nbar, x.device)
     weights = wr[..., :, None] * wc[..., None, :]
-    out = torch.fft.ifft2(torch.fft.fft2(x) * weights)
+    spec = fftcheck.fft2(x)
+    fftcheck.check_parseval(x, spec, "sensor function forward FFT")
+    spec = spec * weights
+    out = fftcheck.ifft2(spec)
+    fftcheck.check_parseval(out, spec, "sensor function inverse FFT")
     return back(out.to(torch.complex64), was_np)
 
 
@@ -283,7 +293,7 @@ def form_image(xyz_m: Any, amplitudes: Any, shape: tuple[int, int], depression_d
         er = (torch.exp(-2j * math.pi * r * kr[None, :]) * amp[s:s + chunk, None])
         ec = torch.exp(-2j * math.pi * c * kc[None, :])
         spec += (er.to(torch.complex64).T @ ec.to(torch.complex64))
-    img = torch.fft.ifft2(spec)
+    img = fftcheck.ifft2(spec)
     if not ideal:
         img = apply_sensor_function(img, sensor)
     return back(img.to(torch.complex64), was_np)
