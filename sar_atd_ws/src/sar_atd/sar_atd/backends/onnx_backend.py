@@ -56,7 +56,7 @@ class OnnxDetector:
                                                 providers=providers)
         except Exception as err:  # noqa: BLE001 - ORT raises its own exception types
             raise BackendError(f"cannot load ONNX model {path}: "
-                               f"{str(err).splitlines()[0]}") from None
+                               f"{(str(err).splitlines() or [type(err).__name__])[0]}") from None
         self.path = path
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         names = [i.name for i in self.session.get_inputs()]

@@ -15,14 +15,13 @@ Either rebuilds its detector with :func:`load_model`, the builder being picked b
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from sar_atd.atomic import atomic_write_with
 from sar_atd.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "sar_atd.checkpoint/1"
@@ -31,25 +30,18 @@ _FORMATS = (CHECKPOINT_FORMAT, WEIGHTS_FORMAT)
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+    """``torch.save`` to a hidden temporary sibling, then rename over ``path``.
 
-    A kill during the write leaves the previous file intact (``os.replace`` is atomic).
+    A kill during the write leaves the previous file intact and no visible temporary
+    (:func:`sar_atd.atomic.atomic_write_with`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_with(path, lambda fh: torch.save(obj, fh))
+
+
+def _first_line(err: BaseException) -> str:
+    """First line of an exception's message, or its type name when the message is empty."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -62,11 +54,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - zip/unpickling errors all mean "corrupt"
         raise CheckpointError(f"cannot read checkpoint {path} (corrupt or not a torch "
-                              f"file?): {str(err).splitlines()[0]}") from None
+                              f"file?): {_first_line(err)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") not in _FORMATS:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a SAR-ATD checkpoint (format {got!r}; "
