@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sar_atd.errors import SarAtdError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = sub.add_parser("predict", help="write predicted label maps (PNG, values 0/1/2)")
     _common(q)
     q.set_defaults(func=run_predict)
+
+
+class OutputExistsError(SarAtdError, FileExistsError):
+    """The output folder exists already (a run is never overwritten)."""
+
+
+def _fresh(out: Path) -> Path:
+    """``out`` if it is absent or empty; else :class:`OutputExistsError`."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(f"output folder {out} already exists: choose a new --out")
+    return out
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -131,7 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     seg = Segmenter.load(args.model, device=args.device)
     recs = _select(args.chips, args.n, args.seed, need_masks=True)
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(_fresh(args.out)) as tmp:
         t0 = time.perf_counter()
         metrics, triples = evaluate_segmenter(seg, recs, progress=not args.no_progress)
         ms = (time.perf_counter() - t0) * 1e3 / len(recs)
@@ -183,7 +196,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     seg = Segmenter.load(args.model, device=args.device)
     recs = _select(args.chips, args.n, args.seed, need_masks=False)
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(_fresh(args.out)) as tmp:
         for r in recs:
             lab = seg.predict([read_chip(r.image_path)])[0]
             write_png(tmp / r.class_name / (r.image_path.stem + ".pred.png"), lab)

@@ -175,13 +175,13 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
         x = torch.from_numpy(xb.astype(np.float32))[:, None].to(dev)
         y = torch.from_numpy(yb.astype(np.int64)).to(dev)
         loss = segmentation_loss(model(x), y, cfg)
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(loss.item()):
             raise FloatingPointError(f"segmenter loss is not finite at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % cfg.log_interval == 0 or step == cfg.steps - 1:
             avg = float(np.mean(losses[-cfg.log_interval:]))
             bar.set_postfix(loss=f"{avg:.3f}")
