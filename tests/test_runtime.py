@@ -1,0 +1,141 @@
+"""Runtime contract: detector-spec resolution, ROS-parameter configs, streaming metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sar_atd.config import (
+    DetectorRuntimeConfig,
+    EvaluatorConfig,
+    SceneDetectorConfig,
+    TilerConfig,
+    load_ros_params,
+    unflatten_params,
+)
+from sar_atd.detectors.base import Detections
+from sar_atd.errors import ConfigError
+from sar_atd.metrics import evaluate
+from sar_atd.runtime import resolve_detector
+from sar_atd.streaming import MetricAccumulator
+
+PARAMS = """\
+/**:
+  ros__parameters:
+    use_sim_time: false
+    tiler: {batch_size: 4}
+detector_node:
+  ros__parameters:
+    tiler: {tile_size: 512, overlap: 96, device: cpu}
+    detector: {model: models/default.pt, backend: onnxruntime, precision: fp16}
+    scene: {merge: merge, match: iou, match_threshold: 0.4}
+    evaluator: {iou_thresholds: [0.25, 0.5]}
+evaluator_node:
+  ros__parameters:
+    evaluator: {method: coco101, bogus: 1}
+"""
+
+
+def test_ros_params_build_typed_configs(tmp_path: Path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text(PARAMS)
+    params = load_ros_params(p, "/detector_node")
+    assert params["tiler"] == {"batch_size": 4, "tile_size": 512, "overlap": 96,
+                               "device": "cpu"}
+    t = TilerConfig.from_ros_params(p, "detector_node")
+    assert (t.tile_size, t.overlap, t.batch_size) == (512, 96, 4)
+    d = DetectorRuntimeConfig.from_ros_params(p, "detector_node")
+    assert d.backend == "onnxruntime" and d.model == "models/default.pt"
+    s = SceneDetectorConfig.from_ros_params(p, "detector_node")
+    assert (s.merge, s.match, s.match_threshold) == ("merge", "iou", 0.4)
+    e = EvaluatorConfig.from_ros_params(p, "detector_node")
+    assert e.iou_thresholds == (0.25, 0.5)
+    with pytest.raises(ConfigError, match="bogus"):
+        EvaluatorConfig.from_ros_params(p, "evaluator_node")
+    # rclpy hands parameters over with dotted names
+    flat = {"tiler.tile_size": 256, "tiler.overlap": 32, "use_sim_time": True}
+    assert TilerConfig.from_params(flat).tile_size == 256
+    assert unflatten_params(flat)["tiler"] == {"tile_size": 256, "overlap": 32}
+    with pytest.raises(ConfigError, match="overlap"):
+        TilerConfig.from_params({"tiler.tile_size": 64, "tiler.overlap": 64})
+
+
+def test_ros_params_errors_name_the_problem(tmp_path: Path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text("other:\n  ros__parameters: {a: 1}\n")
+    with pytest.raises(ConfigError, match="no parameters for node 'detector_node'"):
+        load_ros_params(p, "detector_node")
+    p.write_text("detector_node: {a: 1}\n")
+    with pytest.raises(ConfigError, match="ros__parameters"):
+        load_ros_params(p, "detector_node")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_ros_params(tmp_path / "missing.yaml", "x")
+
+
+def test_resolve_detector_specs_and_errors(tmp_path: Path) -> None:
+    det, info = resolve_detector("cfar")
+    assert det.name == "CFAR-CA" and info["backend"] == "cfar"
+    det, _ = resolve_detector("CFAR-OS")
+    assert det.name == "CFAR-OS"
+    with pytest.raises(ValueError, match="unknown detector"):
+        resolve_detector("yolo")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_detector(str(tmp_path / "missing.onnx"))
+    (tmp_path / "m.pt").write_bytes(b"")
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="outside"):
+            resolve_detector(str(tmp_path / "m.pt"), score_threshold=bad)
+
+
+def _random_set(seed: int, n_images: int = 12) -> tuple[list[Detections], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    preds, gts = [], []
+    for i in range(n_images):
+        m = int(rng.integers(0, 4))
+        xy = rng.uniform(0, 200, (m, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(10, 40, (m, 2))], 1)
+        jitter = rng.normal(0, 4, gt.shape)
+        fp = rng.uniform(0, 200, (int(rng.integers(0, 3)), 2))
+        fp = np.concatenate([fp, fp + 20], 1)
+        boxes = np.concatenate([gt + jitter, fp]) if i % 5 else fp
+        scores = rng.uniform(0, 1, len(boxes)).round(2)  # ties on purpose
+        preds.append(Detections(boxes, scores))
+        gts.append(gt.astype(np.float32))
+    return preds, gts
+
+
+@pytest.mark.parametrize("method", ["all-point", "coco101"])
+def test_streaming_accumulator_equals_evaluate(method: str) -> None:
+    preds, gts = _random_set(0)
+    acc = MetricAccumulator((0.25, 0.5, 0.7), method=method)
+    for k, (p, g) in enumerate(zip(preds, gts, strict=True)):
+        acc.update(p, g)
+        if k == 4:  # compute any time: equal to evaluate on the images so far
+            assert _same(acc.compute(), evaluate(preds[:5], gts[:5], (0.25, 0.5, 0.7),
+                                                 method=method))
+    assert _same(acc.compute(), evaluate(preds, gts, (0.25, 0.5, 0.7), method=method))
+    assert acc.nbytes() < 20_000
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k])
+                                                                    for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == b
+
+
+def test_streaming_accumulator_rejects_bad_input() -> None:
+    acc = MetricAccumulator()
+    with pytest.raises(ValueError, match="scores"):
+        acc.update((np.zeros((2, 4)), np.zeros(3)), np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        acc.update((np.zeros((1, 4)), np.array([np.nan])), np.zeros((0, 4)))
+    assert acc.n_images == 0
+    assert math.isnan(acc.compute()["AP50"])  # no ground truth: undefined, not 0
