@@ -1,0 +1,283 @@
+"""SAR bags: rosbag2 files (mcap or sqlite3) of scenes and ground truth, via ``rosbags``.
+
+Layout written by :func:`write_bag` (what ``scene_player`` replays, and what a real
+``ros2 bag record /sar/scene /sar/ground_truth`` of a live graph holds)::
+
+    /sar/ground_truth   sar_atd_msgs/msg/GroundTruth  boxes of scene i (written first)
+    /sar/scene          sensor_msgs/msg/Image          scene i (32FC1, 32FC2, mono16, mono8)
+
+Both messages of scene i carry the same header stamp (the bag time of the scene, ``1/rate``
+apart); that stamp pairs them on replay. The custom types are registered in the
+``rosbags`` typestore from ``sar_atd_msgs/msg/*.msg``, and their definitions are stored in
+the bag, so any rosbag2 reader can decode it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sar_atd_ros.errors import BagError
+from sar_atd_ros.image import encode_image
+
+__all__ = ["SCENE_TOPIC", "GT_TOPIC", "BagScene", "typestore", "write_bag", "bag_info",
+           "format_bag_info", "open_scene_stream", "read_bag_scenes", "msg_dir"]
+
+SCENE_TOPIC = "/sar/scene"
+GT_TOPIC = "/sar/ground_truth"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+GT_TYPE = "sar_atd_msgs/msg/GroundTruth"
+STORAGES = ("mcap", "sqlite3")
+
+
+@dataclass
+class BagScene:
+    """One scene to write: (H, W) float32/complex64/uint16/uint8 pixels and (M, 4) float32
+    xyxy ground-truth boxes in scene pixels."""
+
+    name: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: Sequence[str] = field(default_factory=list)
+
+
+def msg_dir() -> Path:
+    """Folder of the ``sar_atd_msgs`` ``.msg`` files (source tree, else installed share)."""
+    import sys
+
+    here = Path(__file__).resolve().parents[2] / "sar_atd_msgs" / "msg"
+    for cand in (here, Path(sys.prefix) / "share" / "sar_atd_msgs" / "msg"):
+        if cand.is_dir():
+            return cand
+    raise BagError(f"sar_atd_msgs message definitions not found (looked in {here})")
+
+
+def typestore(extra_msg_dirs: Iterable[Path] = ()) -> Any:
+    """A ROS 2 (Kilted) ``rosbags`` typestore with the ``sar_atd_msgs`` types registered."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types: dict = {}
+    for d in (msg_dir(), *extra_msg_dirs):
+        pkg = "sar_atd_msgs" if d == msg_dir() else Path(d).parent.name
+        for f in sorted(Path(d).glob("*.msg")):
+            types.update(get_types_from_msg(f.read_text(), f"{pkg}/msg/{f.stem}"))
+    store.register(types)
+    return store
+
+
+def _time(store: Any, t_ns: int) -> Any:
+    Time = store.types["builtin_interfaces/msg/Time"]
+    return Time(sec=int(t_ns // 1_000_000_000), nanosec=int(t_ns % 1_000_000_000))
+
+
+def write_bag(scenes: Iterable[BagScene], out: str | Path, storage: str = "mcap",
+              rate_hz: float = 1.0, frame_id: str = "sar", start_ns: int = 1_000_000_000,
+              overwrite: bool = False) -> dict[str, Any]:
+    """Write scenes and their ground truth to a new rosbag2 folder ``out`` (atomically).
+
+    Args:
+        scenes: the scenes, in order.
+        out: output bag folder (refused when it exists, unless ``overwrite``).
+        storage: ``mcap`` or ``sqlite3``.
+        rate_hz: scene rate of the bag timestamps (> 0).
+        frame_id: header frame of every scene.
+        start_ns: bag time of the first scene.
+
+    Returns:
+        Summary: scenes, boxes, encodings, storage, bytes.
+
+    Raises:
+        BagError: bad storage or rate; FileExistsError: ``out`` exists.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from sar_atd.atomic import atomic_dir
+
+    if storage not in STORAGES:
+        raise BagError(f"unknown bag storage {storage!r}: expected one of {list(STORAGES)}")
+    if not rate_hz > 0:
+        raise BagError(f"bag rate must be > 0 Hz, got {rate_hz}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"bag {out} already exists (choose another path)")
+    store = typestore()
+    Image = store.types[IMAGE_TYPE]
+    GroundTruth = store.types[GT_TYPE]
+    Header = store.types["std_msgs/msg/Header"]
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    n = n_boxes = 0
+    encodings: dict[str, int] = {}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        work = tmp / out.name
+        with Writer(work, version=9, storage_plugin=plugin) as writer:
+            c_gt = writer.add_connection(GT_TOPIC, GT_TYPE, typestore=store)
+            c_img = writer.add_connection(SCENE_TOPIC, IMAGE_TYPE, typestore=store)
+            for i, sc in enumerate(scenes):
+                t = start_ns + round(i * 1e9 / rate_hz)
+                header = Header(stamp=_time(store, t), frame_id=frame_id)
+                f = encode_image(sc.image)
+                boxes = np.asarray(sc.boxes, np.float32).reshape(-1, 4)
+                labels = [str(x) for x in (sc.labels or [])] or [""] * len(boxes)
+                if len(labels) != len(boxes):
+                    raise BagError(f"scene {sc.name}: {len(boxes)} boxes but {len(labels)} "
+                                   "labels")
+                gt = GroundTruth(header=header, sequence=i + 1, bag_stamp=_time(store, t),
+                                 scene_name=sc.name, scene_height=f.height,
+                                 scene_width=f.width, boxes_px=boxes.reshape(-1),
+                                 labels=labels)
+                writer.write(c_gt, t, store.serialize_cdr(gt, GT_TYPE))
+                img = Image(header=header, height=f.height, width=f.width,
+                            encoding=f.encoding, is_bigendian=0, step=f.step, data=f.data)
+                writer.write(c_img, t + 1, store.serialize_cdr(img, IMAGE_TYPE))
+                n += 1
+                n_boxes += len(boxes)
+                encodings[f.encoding] = encodings.get(f.encoding, 0) + 1
+        for p in work.iterdir():
+            shutil.move(str(p), tmp / p.name)
+        work.rmdir()
+    size = sum(p.stat().st_size for p in out.iterdir())
+    return {"bag": str(out), "storage": storage, "scenes": n, "boxes": n_boxes,
+            "encodings": encodings, "rate_hz": rate_hz, "bytes": size}
+
+
+def _reader(path: Path) -> Any:
+    from rosbags.highlevel import AnyReader
+
+    if not path.exists():
+        raise BagError(f"bag not found: {path}")
+    try:
+        reader = AnyReader([path], default_typestore=typestore())
+        reader.open()
+    except Exception as err:  # rosbags raises several types; name the bag and the reason
+        raise BagError(f"cannot read bag {path}: {err}") from None
+    return reader
+
+
+def bag_info(path: str | Path) -> dict[str, Any]:
+    """Topics, types, counts, duration, rate and Image encodings/sizes of a bag.
+
+    Raises:
+        BagError: missing or unreadable bag.
+    """
+    path = Path(path)
+    reader = _reader(path)
+    try:
+        topics: dict[str, dict[str, Any]] = {}
+        for c in reader.connections:
+            topics.setdefault(c.topic, {"type": c.msgtype, "count": 0})
+            topics[c.topic]["count"] += c.msgcount
+        enc: dict[str, int] = {}
+        sizes: set[tuple[int, int]] = set()
+        img_conns = [c for c in reader.connections if c.msgtype == IMAGE_TYPE]
+        try:
+            for conn, _t, raw in reader.messages(connections=img_conns):
+                msg = reader.deserialize(raw, conn.msgtype)
+                enc[msg.encoding] = enc.get(msg.encoding, 0) + 1
+                sizes.add((int(msg.height), int(msg.width)))
+        except Exception as err:
+            raise BagError(f"bag {path} is truncated or corrupt: {err}") from None
+        duration = (reader.end_time - reader.start_time) / 1e9 if reader.message_count else 0.0
+        n_scenes = sum(enc.values())
+        rate = (n_scenes - 1) / duration if n_scenes > 1 and duration > 0 else 0.0
+        return {"bag": str(path), "messages": reader.message_count, "duration_s": duration,
+                "topics": topics, "scenes": n_scenes, "scene_rate_hz": rate,
+                "encodings": enc, "scene_sizes": sorted(sizes)}
+    finally:
+        reader.close()
+
+
+def format_bag_info(info: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`bag_info`."""
+    lines = [f"bag:        {info['bag']}",
+             f"messages:   {info['messages']}  duration {info['duration_s']:.3f} s",
+             f"scenes:     {info['scenes']}  at {info['scene_rate_hz']:.3g} Hz",
+             f"encodings:  {', '.join(f'{k} x{v}' for k, v in info['encodings'].items())}",
+             f"sizes:      {', '.join(f'{h}x{w}' for h, w in info['scene_sizes'])}",
+             "topics:"]
+    for name, t in sorted(info["topics"].items()):
+        lines.append(f"  {name:<24} {t['type']:<32} {t['count']}")
+    return "\n".join(lines)
+
+
+class SceneStream:
+    """Raw (CDR) scene and ground-truth messages of a bag, in bag order."""
+
+    def __init__(self, path: Path, scene_topic: str = "", gt_topic: str = "") -> None:
+        self.path = path
+        self.reader = _reader(path)
+        conns = self.reader.connections
+        scenes = [c for c in conns if (c.topic == scene_topic if scene_topic
+                                       else c.msgtype == IMAGE_TYPE)]
+        if len({c.topic for c in scenes}) != 1:
+            self.reader.close()
+            found = sorted({c.topic for c in conns if c.msgtype == IMAGE_TYPE})
+            raise BagError(f"bag {path}: expected one sensor_msgs/Image scene topic "
+                           f"({scene_topic or 'any'}), found {found or 'none'}")
+        gts = [c for c in conns if (c.topic == gt_topic if gt_topic else c.msgtype == GT_TYPE)]
+        self.scene_conns, self.gt_conns = scenes, gts
+        self.n_scenes = sum(c.msgcount for c in scenes)
+
+    def messages(self) -> Iterator[tuple[int, str, bytes]]:
+        """(bag time ns, ``"scene"`` | ``"gt"``, raw CDR bytes).
+
+        Raises:
+            BagError: the bag is truncated or corrupt (names how far it got).
+        """
+        scene_ids = {id(c) for c in self.scene_conns}
+        n = 0
+        it = self.reader.messages(connections=[*self.gt_conns, *self.scene_conns])
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise BagError(f"bag {self.path} is truncated or corrupt after {n} scenes: "
+                               f"{err}") from None
+            conn, t, raw = item
+            kind = "scene" if id(conn) in scene_ids else "gt"
+            n += kind == "scene"
+            yield t, kind, bytes(raw)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def open_scene_stream(path: Path, scene_topic: str = "", gt_topic: str = "") -> SceneStream:
+    """Open a bag for replay (see :class:`SceneStream`)."""
+    return SceneStream(Path(path), scene_topic, gt_topic)
+
+
+def read_bag_scenes(path: str | Path, max_pixels: int = 1 << 28
+                    ) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Every scene of a bag with its ground truth: [(scene (H, W), boxes (M, 4), name)].
+
+    Scenes without ground truth get empty boxes. Used by the offline comparisons.
+    """
+    from sar_atd_ros.image import decode_image
+
+    stream = open_scene_stream(Path(path))
+    out = []
+    gts: dict[tuple[int, int], Any] = {}
+    try:
+        for _t, kind, raw in stream.messages():
+            msg = stream.reader.deserialize(raw, GT_TYPE if kind == "gt" else IMAGE_TYPE)
+            key = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+            if kind == "gt":
+                gts[key] = msg
+                continue
+            arr = decode_image(msg.height, msg.width, msg.encoding, msg.is_bigendian,
+                               msg.step, msg.data, max_pixels)
+            gt = gts.pop(key, None)
+            boxes = (np.asarray(gt.boxes_px, np.float32).reshape(-1, 4) if gt is not None
+                     else np.zeros((0, 4), np.float32))
+            out.append((arr.copy(), boxes, gt.scene_name if gt is not None else ""))
+    finally:
+        stream.close()
+    return out

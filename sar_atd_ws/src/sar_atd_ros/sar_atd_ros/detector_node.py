@@ -1,0 +1,244 @@
+"""Detector nodes: ``scene_detector`` (tiler + detector in one process, the default) and
+``detector`` (tile batches from a separate ``tiler`` node: split layouts).
+
+Both wrap :class:`sar_atd.scene.SceneDetector` (the code of ``sar-atd eval --tile``): the
+detector comes from :func:`sar_atd.runtime.resolve_detector` (``detector.model``: ``cfar``,
+``cfar-os``, ``.pt``, ``.onnx``, ``.engine``; ``detector.backend`` "" = by file suffix),
+and each scene yields one ``detections`` message (sar_atd_msgs/SceneDetections) with the
+scene's header stamp unchanged. Every box is published, those under the model's operating
+threshold flagged ``below_threshold`` (average precision needs them).
+
+A missing model file fails at start-up (exit 1, one line naming the file) unless
+``node.wait_for_model`` is true: then the node waits for the file to appear. A malformed
+scene (encoding, size, NaN policy, absurd dimensions) is logged, counted on
+``/diagnostics`` and skipped; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+
+from sar_atd.config import DetectorRuntimeConfig, SceneDetectorConfig, TilerConfig
+from sar_atd.errors import SarAtdError
+from sar_atd_ros.common import (
+    Diagnostics,
+    check_unknown_parameters,
+    declare_qos,
+    declare_section,
+    read_section,
+    run_node,
+)
+from sar_atd_ros.image import DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass
+class DetectorNodeConfig:
+    """Node-level parameters of the detector nodes (section ``node``).
+
+    Attributes:
+        wait_for_model: wait for a missing model file instead of failing at start-up.
+        wait_poll_s: how often to look for the model file while waiting.
+        pixel_spacing_m: (row, column) metres per scene pixel; [0, 0] = the model's own
+            (scenes are resampled to the model's spacing when they differ by > 5 %).
+        orientation: side of the scene the radar is on ("" = the model's convention).
+        max_scene_pixels: scenes above this many pixels are refused before conversion.
+        max_pending_scenes: (``detector`` only) scenes with incomplete tile batches kept
+            before the oldest is dropped and counted.
+    """
+
+    wait_for_model: bool = False
+    wait_poll_s: float = 1.0
+    pixel_spacing_m: tuple[float, float] = (0.0, 0.0)
+    orientation: str = ""
+    max_scene_pixels: int = DEFAULT_MAX_PIXELS
+    max_pending_scenes: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.wait_poll_s > 0:
+            raise ValueError(f"wait_poll_s must be > 0, got {self.wait_poll_s}")
+        if any(v < 0 for v in self.pixel_spacing_m):
+            raise ValueError(f"pixel_spacing_m must be >= 0, got {self.pixel_spacing_m}")
+        if self.orientation not in ("", "bottom", "left", "top", "right"):
+            raise ValueError(f"orientation must be '', bottom, left, top or right, got "
+                             f"{self.orientation!r}")
+        if self.max_scene_pixels < 1 or self.max_pending_scenes < 1:
+            raise ValueError("max_scene_pixels and max_pending_scenes must be >= 1")
+
+
+class _DetectorBase(Node):
+    """Shared set-up: parameters, detector resolution, publisher, diagnostics."""
+
+    INPUT = "scene"
+
+    def __init__(self, name: str, **kw: Any) -> None:
+        super().__init__(name, **kw)
+        from sar_atd_msgs.msg import SceneDetections
+
+        declare_section(self, TilerConfig, "tiler")
+        declare_section(self, DetectorRuntimeConfig, "detector")
+        declare_section(self, SceneDetectorConfig, "scene")
+        declare_section(self, DetectorNodeConfig, "node")
+        self.qos = declare_qos(self, [self.INPUT, "detections"])
+        check_unknown_parameters(self)
+        self.tiler_cfg = read_section(self, TilerConfig, "tiler")
+        self.det_cfg = read_section(self, DetectorRuntimeConfig, "detector")
+        self.scene_cfg = read_section(self, SceneDetectorConfig, "scene")
+        self.node_cfg = read_section(self, DetectorNodeConfig, "node")
+        self.scene_detector = self._load()
+        info = self.scene_detector.info
+        op = getattr(info, "operating_threshold", None)
+        self.operating_threshold = float(op) if op is not None else 0.0
+        self.model_hash = str(getattr(info, "model_hash", "") or "")
+        self.pub = self.create_publisher(SceneDetections, "detections", self.qos["detections"])
+        self._Msg = SceneDetections
+        self.n_in = self.n_out = self.n_malformed = self.n_boxes = 0
+        self.last_error = ""
+        self.proc_ms: list[float] = []
+        self.diag = Diagnostics(self, self._diag_values)
+
+    def _load(self) -> Any:
+        from sar_atd.runtime import is_neural_spec, resolve_detector
+        from sar_atd.scene import SceneDetector
+
+        cfg = self.det_cfg
+        if is_neural_spec(cfg.model):
+            path = Path(cfg.model)
+            if not path.is_file() and self.node_cfg.wait_for_model:
+                self.get_logger().warning(f"waiting for model file {path}")
+                while not path.is_file():
+                    time.sleep(self.node_cfg.wait_poll_s)
+        kw: dict[str, Any] = {}
+        if cfg.threads:
+            kw["threads"] = cfg.threads
+        det, desc = resolve_detector(cfg.model, device=cfg.device,
+                                     score_threshold=cfg.score_threshold,
+                                     backend=cfg.backend or None, **kw)
+        self.desc = desc
+        self.get_logger().info(f"detector {cfg.model}: backend {desc.get('backend')}, device "
+                               f"{desc.get('device', 'cpu')}")
+        return SceneDetector(det, self.tiler_cfg, self.scene_cfg)
+
+    def _diag_values(self) -> dict[str, Any]:
+        ms = sorted(self.proc_ms[-200:])
+        return {"scenes_received": self.n_in, "scenes_published": self.n_out,
+                "scenes_malformed": self.n_malformed, "boxes_published": self.n_boxes,
+                "processing_ms_p50": f"{ms[len(ms) // 2]:.1f}" if ms else "",
+                "model": self.det_cfg.model, "backend": self.desc.get("backend", ""),
+                "device": self.desc.get("device", "cpu"), "model_hash": self.model_hash,
+                "warn": self.last_error}
+
+    def _reject(self, what: str, err: Exception) -> None:
+        self.n_malformed += 1
+        self.last_error = f"{what}: {err}"
+        self.get_logger().error(f"rejected {what}: {err}")
+
+    def _spacing(self) -> tuple[float, float] | None:
+        sp = self.node_cfg.pixel_spacing_m
+        return (float(sp[0]), float(sp[1])) if all(v > 0 for v in sp) else None
+
+    def publish(self, header: Any, dets: Any, seq: int, t0: float) -> None:
+        """Publish one scene's detections (``sar_atd.scene.SceneDetections``)."""
+        from sar_atd_ros.convert import fill_detections
+
+        sp = self._spacing() or tuple(getattr(self.scene_detector.info, "pixel_spacing_m",
+                                              (0.0, 0.0)))
+        msg = fill_detections(self._Msg(), header, seq, dets, spacing=sp,
+                              detector=self.det_cfg.model,
+                              backend=str(self.desc.get("backend", "")),
+                              model_hash=self.model_hash,
+                              operating_threshold=self.operating_threshold)
+        ms = (time.perf_counter() - t0) * 1e3
+        msg.processing_ms = float(ms)
+        self.proc_ms.append(ms)
+        del self.proc_ms[:-1000]
+        self.pub.publish(msg)
+        self.n_out += 1
+        self.n_boxes += len(dets)
+
+
+class SceneDetectorNode(_DetectorBase):
+    """``scene`` (sensor_msgs/Image) -> tiler + detector in-process -> ``detections``."""
+
+    INPUT = "scene"
+
+    def __init__(self, name: str = "scene_detector", **kw: Any) -> None:
+        super().__init__(name, **kw)
+        from sensor_msgs.msg import Image
+
+        self.create_subscription(Image, "scene", self._on_scene, self.qos["scene"])
+
+    def _on_scene(self, msg: Any) -> None:
+        from sar_atd_ros.image import image_to_array
+
+        t0 = time.perf_counter()
+        self.n_in += 1
+        try:
+            scene = image_to_array(msg, self.node_cfg.max_scene_pixels)
+            dets = self.scene_detector.detect(scene, self._spacing(),
+                                              self.node_cfg.orientation or None)
+        except (SarAtdError, ValueError) as err:
+            self._reject(f"scene {self.n_in}", err)
+            return
+        self.publish(msg.header, dets, self.n_in, t0)
+
+
+class TileDetectorNode(_DetectorBase):
+    """``tiles`` (sar_atd_msgs/TileBatch) -> detector -> merge -> ``detections``."""
+
+    INPUT = "tiles"
+
+    def __init__(self, name: str = "detector", **kw: Any) -> None:
+        super().__init__(name, **kw)
+        from sar_atd_msgs.msg import TileBatch
+
+        self.pending: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
+        self.n_incomplete = 0
+        self.create_subscription(TileBatch, "tiles", self._on_tiles, self.qos["tiles"])
+
+    def _diag_values(self) -> dict[str, Any]:
+        return {**super()._diag_values(), "scenes_incomplete": self.n_incomplete,
+                "scenes_pending": len(self.pending)}
+
+    def _on_tiles(self, msg: Any) -> None:
+        from sar_atd_ros.convert import tile_batch_from_msg
+
+        t0 = time.perf_counter()
+        key = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+        try:
+            batch = tile_batch_from_msg(msg, self.scene_detector.tiler.device)
+        except (SarAtdError, ValueError) as err:
+            self._reject(f"tile batch {msg.batch_index} of scene {msg.sequence}", err)
+            return
+        parts = self.pending.setdefault(key, [])
+        if not parts:
+            self.n_in += 1
+        parts.append((msg, batch))
+        if len(parts) < msg.batch_count:
+            while len(self.pending) > self.node_cfg.max_pending_scenes:
+                self.pending.popitem(last=False)
+                self.n_incomplete += 1
+            return
+        del self.pending[key]
+        parts.sort(key=lambda p: p[0].batch_index)
+        dets = self.scene_detector.detect_batches([b for _m, b in parts])
+        self.publish(parts[0][0].header, dets, int(parts[0][0].sequence), t0)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("detector", TileDetectorNode, args)
+
+
+def main_scene_detector(args: list[str] | None = None) -> int:
+    return run_node("scene_detector", SceneDetectorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+

@@ -1,0 +1,294 @@
+"""``evaluator`` node: running AP of the detections against the bag's ground truth.
+
+Joins ``detections`` and ``ground_truth`` of a scene by their header stamp (the player
+restamps both identically); the ground truth carries the player's sequence number, so
+gaps reveal scenes lost anywhere in the graph. Feeds
+:class:`sar_atd.streaming.MetricAccumulator` (the same numbers as ``sar-atd eval``) and
+publishes ``metrics`` (sar_atd_msgs/Metrics) every ``report.publish_period_s``: AP25/AP50/
+AP70, precision/recall at the model's operating threshold (IoU 0.5), end-to-end latency
+(scene stamp -> detections arrival) p50/p99, scenes/s, megapixels/s, missing and malformed
+counts. When ``stream_end`` arrives (the player's last sequence number) it waits until
+every scene is accounted for, or ``report.drain_timeout_s``, writes the report (JSON + PR
+plot) on shutdown, and exits when ``report.exit_on_stream_end`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+
+from sar_atd.config import EvaluatorConfig
+from sar_atd_ros.common import (
+    STREAM_END_TOPIC,
+    Diagnostics,
+    check_unknown_parameters,
+    declare_qos,
+    declare_section,
+    read_section,
+    run_node,
+    stamp_ns,
+)
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    """Reporting parameters of the evaluator (section ``report``).
+
+    Attributes:
+        dir: report folder written on shutdown ("" = no report files).
+        publish_period_s: period of the ``metrics`` topic.
+        exit_on_stream_end: stop once the replay ended and every scene is accounted for.
+        drain_timeout_s: after ``stream_end``, wait at most this long for late detections.
+        operating_threshold: score threshold for precision/recall (< 0 = the model's,
+            carried in the detections).
+        max_unmatched: detections/ground truth waiting for their partner, kept at most.
+    """
+
+    dir: str = ""
+    publish_period_s: float = 1.0
+    exit_on_stream_end: bool = True
+    drain_timeout_s: float = 30.0
+    operating_threshold: float = -1.0
+    max_unmatched: int = 256
+
+    def __post_init__(self) -> None:
+        if not self.publish_period_s > 0:
+            raise ValueError(f"publish_period_s must be > 0, got {self.publish_period_s}")
+        if not self.drain_timeout_s >= 0:
+            raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
+        if self.max_unmatched < 1:
+            raise ValueError(f"max_unmatched must be >= 1, got {self.max_unmatched}")
+
+
+def json_safe(x: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+class EvaluatorNode(Node):
+    """Streaming evaluation (module doc)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__("evaluator", **kw)
+        from sar_atd_msgs.msg import GroundTruth, Metrics, SceneDetections
+        from std_msgs.msg import UInt64
+
+        from sar_atd.streaming import MetricAccumulator
+
+        declare_section(self, EvaluatorConfig, "evaluator")
+        declare_section(self, ReportConfig, "report")
+        qos = declare_qos(self, ["detections", "ground_truth", "metrics", STREAM_END_TOPIC])
+        check_unknown_parameters(self)
+        self.cfg = read_section(self, EvaluatorConfig, "evaluator")
+        self.rcfg = read_section(self, ReportConfig, "report")
+        self.acc = MetricAccumulator(self.cfg.iou_thresholds, self.cfg.method)
+        self._Metrics = Metrics
+        self.pub = self.create_publisher(Metrics, "metrics", qos["metrics"])
+        self.create_subscription(SceneDetections, "detections", self._on_dets,
+                                 qos["detections"])
+        self.create_subscription(GroundTruth, "ground_truth", self._on_gt, qos["ground_truth"])
+        self.create_subscription(UInt64, STREAM_END_TOPIC, self._on_end, qos[STREAM_END_TOPIC])
+        self.gts: OrderedDict[int, Any] = OrderedDict()      # stamp -> ground truth
+        self.dets: OrderedDict[int, tuple[Any, float]] = OrderedDict()  # stamp -> (msg, t)
+        self.seen_seq: set[int] = set()
+        self.max_seq = 0
+        self.n_eval = self.n_malformed = self.n_without_gt = self.n_pixels = 0
+        self.latency_ms: list[float] = []
+        self.proc_ms: list[float] = []
+        self.t_first: float | None = None  # earliest scene stamp (s, wall clock)
+        self.t_last = 0.0                  # last detections arrival (s)
+        self.detector_info: dict[str, Any] = {}
+        self.op_threshold = float("nan")
+        self.end_seq: int | None = None
+        self.end_at = 0.0
+        self.done = False
+        self.exit_code = 0
+        self.last_error = ""
+        self.diag = Diagnostics(self, self._diag_values)
+        self.create_timer(self.rcfg.publish_period_s, self._publish)
+        self.create_timer(0.05, self._check_end)
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _on_gt(self, msg: Any) -> None:
+        from sar_atd_ros.convert import gt_from_msg
+
+        try:
+            gt_from_msg(msg)
+        except ValueError as err:
+            self._malformed(str(err))
+            return
+        seq = int(msg.sequence)
+        self.seen_seq.add(seq)
+        self.max_seq = max(self.max_seq, seq)
+        key = stamp_ns(msg.header.stamp)
+        if key in self.dets:
+            det, t = self.dets.pop(key)
+            self._evaluate(det, msg, t)
+        else:
+            self.gts[key] = msg
+            while len(self.gts) > self.rcfg.max_unmatched:
+                self.gts.popitem(last=False)
+
+    def _on_dets(self, msg: Any) -> None:
+        t = time.time()
+        key = stamp_ns(msg.header.stamp)
+        gt = self.gts.pop(key, None)
+        if gt is None:
+            self.dets[key] = (msg, t)
+            while len(self.dets) > self.rcfg.max_unmatched:
+                self.dets.popitem(last=False)
+                self.n_without_gt += 1
+            return
+        self._evaluate(msg, gt, t)
+
+    def _on_end(self, msg: Any) -> None:
+        if self.end_seq is None:
+            self.end_seq = int(msg.data)
+            self.end_at = time.monotonic()
+            self.get_logger().info(f"stream ended at scene {self.end_seq}")
+
+    def _malformed(self, why: str) -> None:
+        self.n_malformed += 1
+        self.last_error = why
+        self.get_logger().error(f"rejected message: {why}")
+
+    def _evaluate(self, det: Any, gt: Any, t_arrival: float) -> None:
+        from sar_atd_ros.convert import detections_from_msg, gt_from_msg
+
+        try:
+            boxes, scores = detections_from_msg(det)
+            self.acc.update((boxes, scores), gt_from_msg(gt))
+        except ValueError as err:
+            self._malformed(str(err))
+            return
+        self.n_eval += 1
+        stamp_s = stamp_ns(det.header.stamp) / 1e9
+        self.latency_ms.append((t_arrival - stamp_s) * 1e3)
+        self.proc_ms.append(float(det.processing_ms))
+        self.t_first = stamp_s if self.t_first is None else min(self.t_first, stamp_s)
+        self.t_last = max(self.t_last, t_arrival)
+        self.n_pixels += int(det.scene_height) * int(det.scene_width)
+        self.op_threshold = float(det.operating_threshold)
+        self.detector_info = {"detector": det.detector, "backend": det.backend,
+                              "model_hash": det.model_hash}
+
+    # ---- outputs ------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Every figure of the run so far (JSON-ready)."""
+        m = self.acc.compute() if self.n_eval else {}
+        op = (self.rcfg.operating_threshold if self.rcfg.operating_threshold >= 0
+              else self.op_threshold)
+        prec = rec = float("nan")
+        curve = m.get("pr_curves", {}).get("0.50")
+        if curve and math.isfinite(op):
+            s = np.asarray(curve["scores"])
+            k = int(np.sum(s >= op)) - 1
+            if k >= 0:
+                prec, rec = float(curve["precision"][k]), float(curve["recall"][k])
+            else:
+                prec, rec = float("nan"), 0.0
+        span = self.t_last - self.t_first if self.t_first is not None else 0.0
+        published = max(self.max_seq, self.end_seq or 0)
+        return {
+            "scenes_published": published,
+            "scenes_evaluated": self.n_eval,
+            "scenes_missing": max(0, published - self.n_eval),
+            "ground_truth_lost": published - len(self.seen_seq),
+            "scenes_malformed": self.n_malformed,
+            "detections_without_gt": self.n_without_gt + len(self.dets),
+            "AP25": m.get("AP25", float("nan")), "AP50": m.get("AP50", float("nan")),
+            "AP70": m.get("AP70", float("nan")), "ap_50_95": m.get("ap_50_95", float("nan")),
+            "operating_threshold": op, "precision": prec, "recall": rec,
+            "latency_p50_ms": _pct(self.latency_ms, 50),
+            "latency_p99_ms": _pct(self.latency_ms, 99),
+            "processing_p50_ms": _pct(self.proc_ms, 50),
+            "scenes_per_s": self.n_eval / span if span > 0 else float("nan"),
+            "megapixels_per_s": self.n_pixels / 1e6 / span if span > 0 else float("nan"),
+            "n_gt": m.get("n_gt", 0), "n_pred": m.get("n_pred", 0),
+            **self.detector_info,
+        }
+
+    def _diag_values(self) -> dict[str, Any]:
+        s = self.summary()
+        return {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in s.items()}
+
+    def _publish(self) -> None:
+        s = self.summary()
+        msg = self._Metrics()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for name, key in (("scenes_evaluated", "scenes_evaluated"),
+                          ("scenes_published", "scenes_published"),
+                          ("scenes_missing", "scenes_missing"),
+                          ("scenes_malformed", "scenes_malformed"),
+                          ("detections_without_gt", "detections_without_gt")):
+            setattr(msg, name, int(s[key]))
+        for name, key in (("ap25", "AP25"), ("ap50", "AP50"), ("ap70", "AP70"),
+                          ("operating_threshold", "operating_threshold"),
+                          ("precision", "precision"), ("recall", "recall"),
+                          ("latency_p50_ms", "latency_p50_ms"),
+                          ("latency_p99_ms", "latency_p99_ms"),
+                          ("scenes_per_s", "scenes_per_s"),
+                          ("megapixels_per_s", "megapixels_per_s")):
+            setattr(msg, name, float(s[key]))
+        self.pub.publish(msg)
+
+    def _check_end(self) -> None:
+        if self.end_seq is None or self.done:
+            return
+        complete = self.n_eval + self.n_malformed >= self.end_seq
+        if complete or time.monotonic() - self.end_at > self.rcfg.drain_timeout_s:
+            if not complete:
+                self.get_logger().warning(
+                    f"{self.end_seq - self.n_eval} scene(s) not evaluated "
+                    f"{self.rcfg.drain_timeout_s:g} s after the stream ended")
+            self._publish()
+            if self.rcfg.exit_on_stream_end:
+                self.done = True
+
+    def finish(self) -> None:
+        """Write the report (``report.json``, ``pr_curves.png``) when ``report.dir`` is set."""
+        if not self.rcfg.dir:
+            return
+        from sar_atd.atomic import atomic_write_json
+
+        out = Path(self.rcfg.dir)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        metrics = self.acc.compute() if self.n_eval else {}
+        atomic_write_json(out / "report.json", json_safe({
+            "summary": summary, "metrics": metrics, "config": dataclasses.asdict(self.cfg)}))
+        if self.n_eval:
+            from sar_atd.plots import plot_pr_curves
+
+            name = summary.get("detector") or "detector"
+            plot_pr_curves({name: metrics}, out / "pr_curves.png",
+                           iou_thresholds=tuple(t for t in self.cfg.iou_thresholds
+                                                if t in (0.25, 0.5, 0.7)) or (0.5,))
+        self.get_logger().info(f"report written to {out}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node("evaluator", EvaluatorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
