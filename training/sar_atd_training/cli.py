@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "train": "sar_atd_training.trainer.cli",
     "export": "sar_atd_training.export",
     "demo": "sar_atd_training.demo",
+    "bag": "sar_atd_training.bag_cli",
+    "run": "sar_atd_training.run_cli",
     "segment": "sar_atd_training.segmentation.cli",
     "testset": "sar_atd_training.testsets.cli",
 }
