@@ -43,6 +43,8 @@ KINDS = ("real-in-background", "synthetic-in-background", "patchwork", "ood")
 class TestSetError(SarAtdError, ValueError):
     """Inputs cannot make the requested test set (missing or inconsistent)."""
 
+    __test__ = False  # not a pytest test class
+
 
 @dataclass(frozen=True)
 class TestSetConfig:
@@ -58,7 +60,10 @@ class TestSetConfig:
         ood_per_image: (min, max) OOD objects per image (``ood`` only).
         chips: folder of real chips (+ SARBake masks) for ``real-in-background`` and
             ``patchwork``.
-        segmenter: segmenter checkpoint (required by ``real-in-background``).
+        segmenter: segmenter checkpoint (required by ``real-in-background`` unless
+            ``cut_with`` is ``sarbake``).
+        cut_with: ``segmenter`` (the paper's way) or ``sarbake`` (oracle cut-outs from the
+            chips' SARBake masks, to measure what segmentation errors cost).
         bank: signature bank folder (``synthetic-in-background``, ``ood``).
         backgrounds: background folder, or None for generated clutter.
         generated_backgrounds: generated scenes (when ``backgrounds`` is None).
@@ -72,6 +77,8 @@ class TestSetConfig:
         noise_db: thermal noise range of the overlay pipeline (dB).
     """
 
+    __test__ = False  # not a pytest test class
+
     kind: str
     n: int = 50
     seed: int = 0
@@ -80,6 +87,7 @@ class TestSetConfig:
     ood_per_image: tuple[int, int] = (1, 3)
     chips: str | None = None
     segmenter: str | None = None
+    cut_with: str = "segmenter"
     bank: str | None = None
     backgrounds: str | None = None
     generated_backgrounds: int = 4
@@ -104,7 +112,11 @@ class TestSetConfig:
             lo, hi = getattr(self, name)
             if lo < 0 or hi < lo:
                 raise ConfigError(f"{name} must be 0 <= min <= max, got {(lo, hi)}")
-        if self.kind == "real-in-background" and not (self.chips and self.segmenter):
+        if self.cut_with not in ("segmenter", "sarbake"):
+            raise ConfigError(f"cut_with must be 'segmenter' or 'sarbake', got "
+                              f"{self.cut_with!r}")
+        if self.kind == "real-in-background" and not (
+                self.chips and (self.segmenter or self.cut_with == "sarbake")):
             raise TestSetError("real-in-background needs --chips (real chips) and "
                                "--segmenter (a segmenter.pt) to cut the targets out")
         if self.kind == "real-in-background" and self.targets_per_image[1] < 1:
@@ -190,7 +202,7 @@ def load_cutouts(cfg: TestSetConfig, progress: bool = False) -> list:
     recs = list_chips(root)
     if not recs:
         raise TestSetError(f"no chips under {root}")
-    seg = Segmenter.load(cfg.segmenter or "")
+    seg = Segmenter.load(cfg.segmenter or "") if cfg.cut_with == "segmenter" else None
     rng = np.random.default_rng([cfg.seed, 1])
     # only as many chips as the set can use (segmenting all 3,671 costs minutes on a CPU)
     need = min(len(recs), cfg.n * cfg.targets_per_image[1] * 2)
@@ -200,8 +212,11 @@ def load_cutouts(cfg: TestSetConfig, progress: bool = False) -> list:
         r = recs[int(i)]
         chip = read_chip(r.image_path)
         sb = read_sarbake_mask(r.mask_path, shape=chip.shape) if r.mask_path else None
-        c = make_cutout(f"{r.class_name}/{r.image_path.stem}", r.class_name, chip,
-                        seg.predict([chip])[0], sb, cfg.chip_gamma)
+        if seg is None and sb is None:
+            raise TestSetError(f"cut_with sarbake: chip {r.image_path} has no SARBake mask")
+        labels = seg.predict([chip])[0] if seg is not None else sb
+        c = make_cutout(f"{r.class_name}/{r.image_path.stem}", r.class_name, chip, labels,
+                        sb, cfg.chip_gamma)
         if c is not None:
             cuts.append(c)
     if not cuts:

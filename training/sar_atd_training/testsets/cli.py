@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--image-size", type=int, default=640)
     b.add_argument("--chips", default=None, help="real chips (+ SARBake masks)")
     b.add_argument("--segmenter", default=None, help="segmenter.pt (real targets)")
+    b.add_argument("--cut-with", choices=("segmenter", "sarbake"), default="segmenter",
+                   help="real-in-background: cut targets with the segmenter (default) or "
+                        "with the chips' SARBake masks (oracle, for comparison)")
     b.add_argument("--bank", default=None, help="signature bank (synthetic targets, OOD)")
     b.add_argument("--backgrounds", default=None,
                    help="background folder (default: generated clutter, held-out seeds)")
@@ -63,7 +66,8 @@ def run_build(args: argparse.Namespace) -> int:
     cfg = TestSetConfig(kind=args.kind, n=args.n, seed=args.seed, image_size=args.image_size,
                         targets_per_image=targets,  # type: ignore[arg-type]
                         ood_per_image=tuple(args.ood or (1, 3)),  # type: ignore[arg-type]
-                        chips=args.chips, segmenter=args.segmenter, bank=args.bank,
+                        chips=args.chips, segmenter=args.segmenter, cut_with=args.cut_with,
+                        bank=args.bank,
                         backgrounds=args.backgrounds,
                         generated_backgrounds=args.generated_backgrounds,
                         background_seed=args.background_seed)
