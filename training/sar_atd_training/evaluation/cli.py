@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="minimum score kept by model backends (low: complete PR curve)")
     p.add_argument("--examples", type=int, default=4, help="annotated example images")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default=None,
+                   help="white-box attack of each torch model on its training loss with the "
+                        "GT boxes; AP per --epsilon (sar_atd_training.attacks)")
+    p.add_argument("--epsilon", default="0,2,8", metavar="E[,E...]",
+                   help="attack budgets in 8-bit grey levels (default 0,2,8; 0 = clean)")
+    p.add_argument("--attack-steps", type=int, default=10, help="PGD steps (>= 10)")
     p.set_defaults(func=run_eval)
 
     sub = p.add_subparsers(dest="eval_command", metavar="SUBCOMMAND")
@@ -82,6 +88,10 @@ def run_eval(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    if getattr(args, "attack", None):
+        from sar_atd_training.attacks import run_attack_eval
+
+        return run_attack_eval(args)
     specs = list(args.detector or []) + list(args.compare or [])
     if not specs:
         raise SystemExit("sar-atd eval: error: give --detector (cfar | model.pt | model.onnx)")
