@@ -146,14 +146,139 @@ def test_tensorrt_unavailable_is_clear_backend_error(onnx_model) -> None:
         load_detector(onnx_model, backend="tensorrt")
 
 
+@pytest.fixture(scope="module")
+def batched_onnx(weights):
+    """The batched tile graph: 2 tiles of 128 px per call."""
+    out = weights.with_name("model_b2_t128.onnx")
+    export_checkpoint(weights, out, score_threshold=0.0, batch=2, tile=128)
+    return out
+
+
+def test_batched_onnx_matches_torch_per_tile(weights, batched_onnx) -> None:
+    """Padded fixed-size outputs give each tile's torch detections: boxes within 1e-3 px,
+    scores within 1e-4 (a 3-tile batch runs as a full call plus a padded one)."""
+    t = load_detector(weights, score_threshold=0.0)
+    o = load_detector(batched_onnx, score_threshold=0.0)
+    assert o.batched and (o.batch, o.tile) == (2, 128)
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.integers(0, 256, (3, 1, 128, 128)).astype(np.float32))
+    for a, b in zip(t.detect_batch(x), o.detect_batch(x), strict=True):
+        assert len(a) == len(b) > 10
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=1e-3)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-4)
+    with pytest.raises(ValueError, match="scene detector"):
+        o.detect(np.zeros((200, 100), np.uint8))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        o.detect_batch(torch.zeros(2, 3, 8, 8))
+
+
+def test_export_carries_model_info_and_is_atomic(weights, tmp_path, monkeypatch) -> None:
+    from sar_atd.models.metadata import METADATA_KEY
+
+    ckpt = torch.load(weights, weights_only=True)
+    ckpt[METADATA_KEY] = {"operating_threshold": 0.42, "orientation": "bottom"}
+    src = tmp_path / "with_info.pt"
+    torch.save(ckpt, src)
+    out = export_checkpoint(src, tmp_path / "m.onnx", score_threshold=0.0)
+    det = load_detector(out)
+    assert det.model_info.operating_threshold == pytest.approx(0.42)
+    assert len(det.model_info.model_hash) == 64
+    assert load_detector(src).model_info.operating_threshold == pytest.approx(0.42)
+    # a failure part-way leaves the previous file intact and no temporary file
+    before = out.read_bytes()
+    import onnx
+
+    def boom(*_a, **_k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(onnx.checker, "check_model", boom)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export_checkpoint(src, out, score_threshold=0.0)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "with_info.pt"]
+
+
+def test_engine_cache_key_tracks_model_gpu_and_tensorrt(tmp_path) -> None:
+    from sar_atd.backends.tensorrt_backend import default_cache_dir, engine_cache_key
+    from sar_atd.models.metadata import file_sha256
+
+    m = tmp_path / "m.onnx"
+    m.write_bytes(b"model v1")
+    k1 = engine_cache_key(file_sha256(m), "Orin", (8, 7), "10.3.0", "fp16")
+    m.write_bytes(b"model v2")
+    k2 = engine_cache_key(file_sha256(m), "Orin", (8, 7), "10.3.0", "fp16")
+    assert k1 != k2 and k1.startswith("fp16-sm87-")
+    others = {engine_cache_key(file_sha256(m), *args) for args in [
+        ("H100", (9, 0), "10.3.0", "fp16"), ("Orin", (8, 7), "10.7.0", "fp16"),
+        ("Orin", (8, 7), "10.3.0", "int8")]}
+    assert k2 not in others and len(others) == 3
+    assert engine_cache_key(file_sha256(m), "Orin", (8, 7), "10.3.0", "fp16") == k2
+    with pytest.raises(ValueError, match="precision"):
+        engine_cache_key("x", "Orin", (8, 7), "10.3.0", "int4")
+    assert m.parent not in default_cache_dir().parents  # never beside the model
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pycuda") is not None,
+                    reason="pycuda is installed: the unavailable-path test does not apply")
+def test_pycuda_unavailable_is_clear_backend_error() -> None:
+    from sar_atd.backends.tensorrt_backend import import_pycuda
+
+    with pytest.raises(BackendError, match="pycuda"):
+        import_pycuda()
+
+
+def test_onnx_providers_follow_the_device() -> None:
+    from sar_atd.backends.onnx_backend import providers_for
+
+    assert providers_for("cpu", ["TensorrtExecutionProvider", "CPUExecutionProvider"]) == [
+        "CPUExecutionProvider"]
+    got = providers_for("auto", ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                 "CPUExecutionProvider"], cache_dir="/tmp/c")
+    assert [p[0] if isinstance(p, tuple) else p for p in got] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers_for("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(BackendError, match="onnxruntime-gpu"):
+        providers_for("cuda:1", ["CPUExecutionProvider"])
+
+
 @pytest.mark.cuda
-def test_tensorrt_agrees_with_onnx_runtime(weights, onnx_model) -> None:
+def test_tensorrt_agrees_with_onnx_runtime(weights, batched_onnx, tmp_path) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT not installed")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA device")
-    trt = load_detector(onnx_model, backend="tensorrt", score_threshold=0.05, fp16=False)
-    ort = load_detector(onnx_model, score_threshold=0.05)
-    im = images()[0]
-    a, b = ort.detect(im), trt.detect(im)
-    assert len(a) == len(b)
-    np.testing.assert_allclose(b.boxes, a.boxes, atol=0.1)
+    trt = load_detector(batched_onnx, backend="tensorrt", score_threshold=0.05,
+                        precision="fp32", cache_dir=tmp_path / "engines")
+    ort = load_detector(batched_onnx, score_threshold=0.05)
+    x = torch.from_numpy(np.stack(images()[:1] * 3)[:, None].astype(np.float32))
+    for a, b in zip(ort.detect_batch(x), trt.detect_batch(x.cuda()), strict=True):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=0.1)
+
+
+@pytest.mark.slow
+def test_default_model_onnx_parity_on_real_patchwork(mstar_chips, tmp_path) -> None:
+    """The committed default model, exported as a batched tile graph, gives the torch
+    detections on tiles of a fixed real patchwork (boxes 1e-3 px, scores 1e-4)."""
+    from pathlib import Path
+
+    from sar_atd.tiling import Tiler, TilerConfig
+    from sar_atd_training.evaluation.patchwork import build_patchworks
+
+    model = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+    if not model.is_file():
+        pytest.skip(f"default model not found: {model}")
+    pw = build_patchworks(mstar_chips, n=1, seed=0, progress=False)[0]
+    onnx_path = export_checkpoint(model, tmp_path / "default_b4_t256.onnx",
+                                  score_threshold=0.01, batch=4, tile=256)
+    t = load_detector(model, score_threshold=0.05)
+    o = load_detector(onnx_path, score_threshold=0.05)
+    assert o.model_info.model_name == "retinanet_r18_fpn"
+    batch = next(Tiler(TilerConfig(tile_size=256, overlap=48, batch_size=4,
+                                   device="cpu")).tiles(pw.image))
+    n = 0
+    for a, b in zip(t.detect_batch(batch.tiles), o.detect_batch(batch.tiles), strict=True):
+        assert len(a) == len(b)
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=1e-3)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-4)
+        n += len(a)
+    assert n > 0

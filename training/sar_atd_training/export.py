@@ -16,6 +16,21 @@ post-processing therefore serves torch, ONNX Runtime and TensorRT (which maps
   ``labels`` int64 (N,);
 * metadata: ``sar_atd.format``, ``model_name``, ``model_kwargs`` (JSON), ``score_thresh``.
 
+``--batch B --tile T`` exports the batched tile graph the scene detector runs instead:
+
+* input ``tiles``: float32 (B, 1, T, T) in 8-bit units (B and T fixed; the runtime pads a
+  short last batch with blank tiles and a tile smaller than T bottom/right);
+* outputs ``boxes`` float32 (B, D, 4), ``scores`` float32 (B, D), ``labels`` int64 (B, D)
+  and ``num_detections`` int64 (B,), D = the model's ``detections_per_img``: each tile's
+  detections (torchvision's post-processing per tile, unchanged) padded with zeros, so
+  every output has a fixed size (TensorRT engines with static shapes);
+* metadata ``layout: batched``, ``batch``, ``tile``.
+
+Both layouts carry ``sar_atd.model_info`` (JSON of :class:`sar_atd.models.metadata.ModelInfo`:
+training spacing, orientation, rendering, operating threshold) copied from the checkpoint.
+The file is written to a hidden temporary sibling and renamed into place, so an
+interrupted export never leaves a partial ``.onnx`` (nor a visible temporary file).
+
 ``--fp16`` stores the weights as float16 (half the file) with a Cast to float32 in front of
 each, so ONNX Runtime computes in float32 on any machine; the TensorRT backend builds an FP16
 engine on its own (``fp16=True``). The export uses the lowest score threshold the runtime may
@@ -36,39 +51,93 @@ log = logging.getLogger(__name__)
 ONNX_FORMAT = "sar_atd.onnx/1"
 
 
+class BatchedTileGraph:
+    """Factory of the batched export wrapper (torch is imported lazily)."""
+
+    @staticmethod
+    def build(model: Any, batch: int, detections: int) -> Any:
+        """``nn.Module``: tiles (B, 1, T, T) -> padded per-tile detections (module doc)."""
+        import torch
+        from torch import nn
+
+        class _Batched(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, tiles: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                outs = self.model([tiles[i] for i in range(batch)])
+                boxes, scores, labels, valid = [], [], [], []
+                for o in outs:
+                    z = torch.zeros(detections, dtype=o["scores"].dtype)
+                    boxes.append(torch.cat([o["boxes"], z[:, None].expand(-1, 4)])[:detections])
+                    scores.append(torch.cat([o["scores"], z])[:detections])
+                    labels.append(torch.cat([o["labels"], z.long()])[:detections])
+                    valid.append(torch.cat([torch.ones_like(o["scores"]), z])[:detections])
+                num = torch.stack(valid).sum(1).round().long()
+                return torch.stack(boxes), torch.stack(scores), torch.stack(labels), num
+
+        return _Batched().eval()
+
+
+def _detections_per_img(model: Any) -> int:
+    n = getattr(model, "detections_per_img", None)
+    if n is None and hasattr(model, "roi_heads"):
+        n = model.roi_heads.detections_per_img
+    return int(n or 100)
+
+
 def export_onnx(model: Any, out: str | Path, *, model_name: str,
                 model_kwargs: dict[str, Any], fp16: bool = False, opset: int = 17,
-                example_size: tuple[int, int] = (640, 640)) -> Path:
-    """Export a detector (eval mode, CPU) to an ONNX file with dynamic image size.
+                example_size: tuple[int, int] = (640, 640), batch: int | None = None,
+                tile: int | None = None, model_info: dict[str, Any] | None = None) -> Path:
+    """Export a detector (eval mode, CPU) to an ONNX file (layouts in the module doc).
 
     Args:
         model: torchvision detector from :func:`sar_atd.models.build_detector`.
-        out: ``.onnx`` path (written atomically: temp file then rename).
+        out: ``.onnx`` path (written atomically).
         model_name, model_kwargs: recorded in the file's metadata.
         fp16: store weights as float16 (computation stays float32).
         opset: ONNX opset.
-        example_size: (H, W) of the tracing example.
+        example_size: (H, W) of the tracing example (single-image layout).
+        batch, tile: export the batched tile graph with B = ``batch`` tiles of
+            ``tile`` x ``tile`` pixels (both or neither).
+        model_info: :class:`~sar_atd.models.metadata.ModelInfo` fields to record.
     """
-    import os
-    import tempfile
-
     import onnx
     import torch
 
+    from sar_atd.atomic import atomic_path, clean_stale_temporaries
+    from sar_atd.models.metadata import METADATA_KEY, ModelInfo
+
+    if (batch is None) != (tile is None):
+        raise ValueError("give both --batch and --tile (batched tile graph) or neither")
+    if batch is not None and (batch < 1 or tile is None or tile < 32):
+        raise ValueError(f"--batch must be >= 1 and --tile >= 32, got {batch}, {tile}")
     out = Path(out)
+    clean_stale_temporaries(out)
     model = model.cpu().eval()
-    example = torch.rand(1, *example_size, generator=torch.Generator().manual_seed(0)) * 255
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent if out.parent.exists() else None)
-    os.close(fd)
-    try:
+    gen = torch.Generator().manual_seed(0)
+    names = ["boxes", "scores", "labels"]
+    if batch is not None:
+        assert tile is not None
+        detections = _detections_per_img(model)
+        graph: Any = BatchedTileGraph.build(model, batch, detections)
+        args: tuple[Any, ...] = (torch.rand(batch, 1, tile, tile, generator=gen) * 255,)
+        inputs, names, dyn = ["tiles"], [*names, "num_detections"], None
+    else:
+        graph = model
+        args = ([torch.rand(1, *example_size, generator=gen) * 255],)
+        inputs = ["image"]
+        dyn = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"},
+               "labels": {0: "n"}}
+    info = ModelInfo.from_dict(model_info)
+    with atomic_path(out) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings of torchvision's own code
-            torch.onnx.export(model, ([example],), tmp, opset_version=opset, dynamo=False,
-                              input_names=["image"], output_names=["boxes", "scores", "labels"],
-                              dynamic_axes={"image": {1: "height", 2: "width"},
-                                            "boxes": {0: "n"}, "scores": {0: "n"},
-                                            "labels": {0: "n"}})
-        proto = onnx.load(tmp)
+            torch.onnx.export(graph, args, str(tmp), opset_version=opset, dynamo=False,
+                              input_names=inputs, output_names=names, dynamic_axes=dyn)
+        proto = onnx.load(str(tmp))
         if fp16:
             _weights_to_fp16(proto)
         score = getattr(model, "score_thresh", None)
@@ -77,18 +146,19 @@ def export_onnx(model: Any, out: str | Path, *, model_name: str,
         meta = {"sar_atd.format": ONNX_FORMAT, "model_name": model_name,
                 "model_kwargs": json.dumps(model_kwargs, default=str),
                 "score_thresh": str(score), "weights_dtype": "float16" if fp16 else "float32",
-                "input": "image float32 (1, H, W) 8-bit units, native scale"}
+                METADATA_KEY: info.to_json()}
+        if batch is not None:
+            meta.update({"layout": "batched", "batch": str(batch), "tile": str(tile),
+                         "detections_per_tile": str(_detections_per_img(model)),
+                         "input": f"tiles float32 ({batch}, 1, {tile}, {tile}) 8-bit units"})
+        else:
+            meta.update({"layout": "single",
+                         "input": "image float32 (1, H, W) 8-bit units, native scale"})
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=k, value=v)
         onnx.checker.check_model(proto)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        onnx.save(proto, str(tmp))
     log.info("exported %s to %s (%.1f MB)", model_name, out, out.stat().st_size / 1e6)
     return out
 
@@ -117,7 +187,8 @@ def _weights_to_fp16(proto: Any) -> None:
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = False,
-                      opset: int = 17, score_threshold: float = 0.01) -> Path:
+                      opset: int = 17, score_threshold: float = 0.01,
+                      batch: int | None = None, tile: int | None = None) -> Path:
     """Export a trainer checkpoint or weights file to ``.onnx`` or weights-only ``.pt``.
 
     Raises:
@@ -125,6 +196,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = F
         ValueError: ``out`` suffix not ``.onnx`` or ``.pt``.
     """
     from sar_atd.models.checkpoint import load_model, save_weights
+    from sar_atd.models.metadata import METADATA_KEY as MODEL_INFO_KEY
 
     out = Path(out)
     if out.suffix not in (".onnx", ".pt"):
@@ -133,15 +205,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = F
     model, ckpt = load_model(checkpoint, device="cpu", **overrides)
     kwargs = dict(ckpt["model_kwargs"])
     if out.suffix == ".pt":
-        extra = {k: ckpt[k] for k in ("config", "record", "step") if k in ckpt}
+        extra = {k: ckpt[k] for k in ("config", "record", "step", MODEL_INFO_KEY)
+                 if k in ckpt}
         return save_weights(out, model, ckpt["model_name"], kwargs, fp16=fp16, extra=extra)
     return export_onnx(model, out, model_name=ckpt["model_name"], model_kwargs=kwargs,
-                       fp16=fp16, opset=opset)
+                       fp16=fp16, opset=opset, batch=batch, tile=tile,
+                       model_info=ckpt.get(MODEL_INFO_KEY))
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise SystemExit(f"sar-atd export: error: --score-threshold must be in [0, 1], got "
+                         f"{args.score_threshold}")
     path = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, opset=args.opset,
-                             score_threshold=args.score_threshold)
+                             score_threshold=args.score_threshold, batch=args.batch,
+                             tile=args.tile)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -156,4 +234,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--score-threshold", type=float, default=0.01,
                    help="lowest score kept by the exported model")
+    p.add_argument("--batch", type=int, default=None, metavar="B",
+                   help="export the batched tile graph: B tiles per call (with --tile)")
+    p.add_argument("--tile", type=int, default=None, metavar="T",
+                   help="tile side of the batched graph (with --batch), e.g. 640")
     p.set_defaults(func=_run)

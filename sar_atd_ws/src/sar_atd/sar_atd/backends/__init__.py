@@ -22,8 +22,6 @@ from sar_atd.detectors.base import Detector
 from sar_atd.errors import BackendError
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
-_SUFFIX = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt",
-           ".plan": "tensorrt"}
 
 
 def load_detector(path: str | Path, device: str = "cpu", score_threshold: float = 0.05,
@@ -36,19 +34,22 @@ def load_detector(path: str | Path, device: str = "cpu", score_threshold: float 
         device: ``"cpu"`` or ``"cuda[:N]"``.
         score_threshold: minimum score of returned detections.
         backend: force one of :data:`BACKENDS` instead of choosing by suffix.
-        **kwargs: backend options (``threads`` for ONNX Runtime, ``fp16`` for TensorRT,
-            builder overrides for torch).
+        **kwargs: backend options (``threads``/``cache_dir`` for ONNX Runtime,
+            ``precision``/``cache_dir``/``calibration`` for TensorRT, builder overrides for
+            torch).
 
     Raises:
         BackendError: unknown suffix/backend, TensorRT unavailable, unloadable ONNX file.
         CheckpointError: missing, corrupt or mismatched torch checkpoint.
     """
+    from sar_atd.runtime import MODEL_SUFFIXES
+
     path = Path(path)
     if backend is None:
-        backend = _SUFFIX.get(path.suffix.lower())
+        backend = MODEL_SUFFIXES.get(path.suffix.lower())
         if backend is None:
             raise BackendError(f"cannot tell the backend of {path}: suffix must be one of "
-                               f"{sorted(_SUFFIX)}")
+                               f"{sorted(MODEL_SUFFIXES)}")
     if backend == "torch":
         from sar_atd.backends.torch_backend import TorchDetector
 

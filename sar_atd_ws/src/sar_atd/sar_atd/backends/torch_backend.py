@@ -11,6 +11,7 @@ from torch import nn
 
 from sar_atd.backends.base import check_image, check_tile_batch, filter_scores
 from sar_atd.detectors.base import Detections
+from sar_atd.models.metadata import ModelInfo
 
 
 class TorchDetector:
@@ -30,6 +31,7 @@ class TorchDetector:
         self.model = model.to(self.device).eval()
         self.score_threshold = float(score_threshold)
         self.name = name
+        self.model_info: ModelInfo = ModelInfo(model_name=name)
         # the model must not drop boxes the caller asked for
         for attr in ("score_thresh",):  # RetinaNet
             if hasattr(self.model, attr):
@@ -43,9 +45,13 @@ class TorchDetector:
                   score_threshold: float = 0.05, **overrides: Any) -> TorchDetector:
         """Load a trainer checkpoint or exported weights ``.pt`` file."""
         from sar_atd.models.checkpoint import load_model
+        from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
 
         model, ckpt = load_model(path, device=device, **overrides)
-        return cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}")
+        det = cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}")
+        det.model_info = ModelInfo.from_dict(ckpt.get(METADATA_KEY), model_hash=file_sha256(path),
+                                             model_name=str(ckpt["model_name"]))
+        return det
 
     @torch.inference_mode()
     def detect_batch(self, images: torch.Tensor | list[np.ndarray]) -> list[Detections]:
