@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "clutter": "sar_atd_training.clutter.cli",
     "dataset": "sar_atd_training.overlay.cli",
     "eval": "sar_atd_training.evaluation.cli",
+    "detect": "sar_atd_training.detect_cli",
     "train": "sar_atd_training.trainer.cli",
     "export": "sar_atd_training.export",
     "demo": "sar_atd_training.demo",
