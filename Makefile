@@ -24,7 +24,12 @@ $(MSGS): $(STAMP) $(MSG_SRC) sar_atd_ws/src/sar_atd_ros/scripts/build_msgs.py
 
 install: $(STAMP) $(MSGS)
 
+# the streaming demo: demo bags -> ROS 2 node graph (separate processes over DDS) -> report
 demo: $(STAMP) $(MSGS)
+	$(BIN)/sar-atd stream-demo
+
+# the offline pipeline demo: simulate -> clutter -> overlay -> real-patchwork evaluation
+demo-offline: $(STAMP) $(MSGS)
 	$(BIN)/sar-atd demo
 
 test: $(STAMP) $(MSGS)

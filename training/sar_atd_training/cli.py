@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "demo": "sar_atd_training.demo",
     "bag": "sar_atd_training.bag_cli",
     "run": "sar_atd_training.run_cli",
+    "stream-demo": "sar_atd_training.stream_demo",
     "segment": "sar_atd_training.segmentation.cli",
     "testset": "sar_atd_training.testsets.cli",
 }

@@ -176,7 +176,8 @@ def bag_info(path: str | Path) -> dict[str, Any]:
         sizes: set[tuple[int, int]] = set()
         img_conns = [c for c in reader.connections if c.msgtype == IMAGE_TYPE]
         try:
-            for conn, _t, raw in reader.messages(connections=img_conns):
+            for conn, _t, raw in (reader.messages(connections=img_conns) if img_conns
+                                  else ()):
                 msg = reader.deserialize(raw, conn.msgtype)
                 enc[msg.encoding] = enc.get(msg.encoding, 0) + 1
                 sizes.add((int(msg.height), int(msg.width)))

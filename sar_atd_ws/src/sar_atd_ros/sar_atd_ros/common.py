@@ -206,7 +206,11 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
     from rclpy.executors import ExternalShutdownException
 
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(levelname)s %(message)s")
-    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        rclpy.init(args=args if args is not None else sys.argv)
+    except Exception as err:  # rcl rejects malformed --ros-args; one line, not a traceback
+        print(f"{name}: error: {str(err).splitlines()[0]}", file=sys.stderr, flush=True)
+        return 2
     node = None
     code = 0
     try:

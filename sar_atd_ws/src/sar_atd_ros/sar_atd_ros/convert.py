@@ -25,7 +25,8 @@ def fill_detections(msg: Any, header: Any, seq: int, dets: Any,
 
     Args:
         spacing: (row, column) metres per pixel for ``boxes_m`` (None: left empty).
-        operating_threshold: boxes scoring below it are flagged ``below_threshold``.
+        operating_threshold: boxes scoring below it are flagged ``below_threshold`` (NaN:
+            unknown, nothing flagged).
     """
     boxes = np.ascontiguousarray(dets.boxes, np.float32).reshape(-1, 4)
     scores = np.ascontiguousarray(dets.scores, np.float32).reshape(-1)
@@ -89,8 +90,6 @@ def fill_tile_batch(msg: Any, header: Any, seq: int, batch: Any, batch_index: in
 
     tiles = batch.tiles
     b, _, th, tw = (int(v) for v in tiles.shape)
-    if th != tw:
-        raise ValueError(f"tiles must be square to be sent, got {th}x{tw}")
     u8 = tiles.detach().to("cpu").clamp(0, 255).round().to(dtype=torch.uint8)
     msg.header = header
     msg.sequence = int(seq)
@@ -98,7 +97,7 @@ def fill_tile_batch(msg: Any, header: Any, seq: int, batch: Any, batch_index: in
     msg.scene_height, msg.scene_width = (int(v) for v in batch.scene_hw)
     msg.n_nonfinite = int(batch.n_nonfinite)
     msg.pixel_spacing_range_m, msg.pixel_spacing_cross_m = (float(v) for v in spacing)
-    msg.tile_size, msg.n_tiles = th, b
+    msg.tile_height, msg.tile_width, msg.n_tiles = th, tw, b
     msg.offsets = np.asarray(batch.offsets, np.int32).reshape(-1)
     msg.encoding = "mono8"
     msg.data = byte_array(u8.numpy())
@@ -117,18 +116,18 @@ def tile_batch_from_msg(msg: Any, device: Any = "cpu") -> Any:
 
     from sar_atd.tiling import TileBatch
 
-    b, t = int(msg.n_tiles), int(msg.tile_size)
+    b, th, tw = int(msg.n_tiles), int(msg.tile_height), int(msg.tile_width)
     enc = {"mono8": np.uint8, "32FC1": np.dtype("<f4")}.get(msg.encoding)
     if enc is None:
         raise ImageEncodingError(f"tile batch encoding {msg.encoding!r} is not mono8 or 32FC1")
     buf = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else \
         msg.data.view(np.uint8)
-    need = b * t * t * np.dtype(enc).itemsize
+    need = b * th * tw * np.dtype(enc).itemsize
     if b < 1 or buf.size != need or len(msg.offsets) != 2 * b:
-        raise ImageEncodingError(f"tile batch of {b} tiles of {t}x{t} {msg.encoding} needs "
+        raise ImageEncodingError(f"tile batch of {b} tiles of {th}x{tw} {msg.encoding} needs "
                                  f"{need} bytes and {2 * b} offsets, got {buf.size} and "
                                  f"{len(msg.offsets)}")
-    arr = buf.view(enc).reshape(b, 1, t, t)
+    arr = buf.view(enc).reshape(b, 1, th, tw)
     tiles = torch.from_numpy(arr.astype(np.float32)).to(device)
     first = int(msg.tile_index_first)
     return TileBatch(tiles=tiles, offsets=np.asarray(msg.offsets, np.int64).reshape(b, 2),

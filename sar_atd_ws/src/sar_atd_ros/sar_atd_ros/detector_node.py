@@ -93,7 +93,8 @@ class _DetectorBase(Node):
         self.scene_detector = self._load()
         info = self.scene_detector.info
         op = getattr(info, "operating_threshold", None)
-        self.operating_threshold = float(op) if op is not None else 0.0
+        # NaN when the model stores none (CFAR): no box is flagged, no precision/recall
+        self.operating_threshold = float(op) if op is not None else float("nan")
         self.model_hash = str(getattr(info, "model_hash", "") or "")
         self.pub = self.create_publisher(SceneDetections, "detections", self.qos["detections"])
         self._Msg = SceneDetections

@@ -33,7 +33,7 @@ from sar_atd.config import _deep_merge, load_yaml
 from sar_atd_ros.errors import GraphError
 
 __all__ = ["DEFAULT_PARAMS", "NODE_MODULES", "GraphOptions", "run_graph", "ros_env",
-           "node_command", "format_summary"]
+           "node_command", "format_summary", "node_params", "offline_scene_detector"]
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params" / "default.yaml"
 """The default parameter file installed with the package."""
@@ -143,6 +143,16 @@ def effective_params(opts: GraphOptions, nodes: list[str], report_dir: Path) -> 
         cur = data.setdefault(node, {}).setdefault("ros__parameters", {})
         data[node]["ros__parameters"] = _deep_merge(cur, block)
     return {f"/**/{k}": v for k, v in data.items() if k in nodes}
+
+
+def node_params(path: str | Path, node: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of ``node`` in a parameter file (every block whose key names
+    it: ``node``, ``/ns/node``, ``/**/node``), for building the typed configs offline."""
+    out: dict[str, Any] = {}
+    for key, block in load_yaml(path).items():
+        if node_key(key) == node:
+            out = _deep_merge(out, (block or {}).get("ros__parameters", {}) or {})
+    return out
 
 
 def node_key(key: str) -> str:
@@ -267,3 +277,19 @@ def format_summary(result: dict[str, Any]) -> str:
         f"{_f(s['operating_threshold'], '.3g')})",
         f"report: {result['report_dir']}",
     ])
+
+
+def offline_scene_detector(params: str | Path | None = None, node: str = "scene_detector",
+                           detector: str | None = None) -> Any:
+    """The :class:`sar_atd.scene.SceneDetector` a detector node builds from ``params``, in
+    this process (for comparing the graph with the same library calls in-process)."""
+    from sar_atd.config import DetectorRuntimeConfig, SceneDetectorConfig, TilerConfig
+    from sar_atd.runtime import resolve_detector
+    from sar_atd.scene import SceneDetector
+
+    p = node_params(params or DEFAULT_PARAMS, node)
+    dcfg = DetectorRuntimeConfig.from_params(p)
+    det, _ = resolve_detector(detector or dcfg.model, device=dcfg.device,
+                              score_threshold=dcfg.score_threshold,
+                              backend=dcfg.backend or None)
+    return SceneDetector(det, TilerConfig.from_params(p), SceneDetectorConfig.from_params(p))

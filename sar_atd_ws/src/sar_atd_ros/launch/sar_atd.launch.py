@@ -1,0 +1,173 @@
+"""ROS 2 launch file of the SAR-ATD node graph (the same graph ``sar-atd run`` starts).
+
+Replay a bag (player -> detector side -> evaluator, ends when the evaluator has written its
+report)::
+
+    ros2 launch sar_atd_ros sar_atd.launch.py bag:=demo_bag model:=models/default.pt
+
+Live sensor (no bag, no evaluator): the detector side listens to ``scene_topic``::
+
+    ros2 launch sar_atd_ros sar_atd.launch.py scene_topic:=/radar/image deployment:=jetson_orin
+
+Arguments (empty = keep the parameter file's value):
+
+==================  =======================================================================
+``bag``             rosbag2 folder/file to replay; empty: live input on ``scene_topic``
+``scene_topic``     live scene topic the detector side subscribes to (remaps ``scene``)
+``model``           ``cfar`` | ``cfar-os`` | model file (``.pt``, ``.onnx``, ``.engine``)
+``backend``         ``torch`` | ``onnxruntime`` | ``tensorrt`` (empty: by file suffix)
+``device``          ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (detector and tiler)
+``deployment``      parameter file of the package: ``default`` | ``cpu`` | ``desktop_gpu`` |
+                    ``jetson_orin`` (default: ``$SAR_ATD_DEPLOYMENT``, else ``default``)
+``params_file``     any parameter file (overrides ``deployment``)
+``namespace``       namespace of the graph (default ``/sar``; one per stream)
+``layout``          ``scene_detector`` (tiler + detector in one process) or ``split``
+``respawn``         restart the tiler/detector processes when they die (``true``/``false``)
+``report_dir``      evaluator report folder (empty: no report files)
+``mode``            player mode: ``realtime`` | ``speed`` | ``max_rate`` | ``lossless``
+``wait_for_model``  detector waits for a missing model file instead of failing
+``discovery_range`` ``LOCALHOST`` (default: nothing leaves the host) | ``SUBNET`` | ...
+==================  =======================================================================
+
+Uses only ``launch``/``launch_ros`` APIs present from ROS 2 Humble on. Node names,
+executables, parameter names and topics are those of ``sar_atd_ros.runner`` (checked by
+``tests/test_launch.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "sar_atd_ros"
+# The package's parameter files: beside this file's real location (source tree, top-level
+# link, or the installed share folder alike).
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+LAYOUTS = {"scene_detector": ("scene_detector",), "split": ("tiler", "detector")}
+TRUE = ("true", "1", "yes", "on")
+
+ARGUMENTS: list[tuple[str, Any, str]] = [
+    ("bag", "", "rosbag2 folder/file to replay; empty: live input on scene_topic"),
+    ("scene_topic", "", "live scene topic of the detector side (remaps 'scene')"),
+    ("model", "", "cfar | cfar-os | model file (.pt, .onnx, .engine); empty: params file"),
+    ("backend", "", "torch | onnxruntime | tensorrt; empty: by file suffix / params file"),
+    ("device", "", "auto | cpu | cuda | cuda:N; empty: params file"),
+    ("deployment", EnvironmentVariable("SAR_ATD_DEPLOYMENT", default_value="default"),
+     "parameter file of the package: default | cpu | desktop_gpu | jetson_orin"),
+    ("params_file", "", "parameter file (overrides deployment)"),
+    ("namespace", "/sar", "namespace of the graph (one per stream)"),
+    ("layout", "scene_detector", "scene_detector (one process) | split (tiler + detector)"),
+    ("respawn", "true", "restart the tiler/detector processes when they die"),
+    ("report_dir", "", "evaluator report folder (empty: no report files)"),
+    ("mode", "", "player mode: realtime | speed | max_rate | lossless; empty: params file"),
+    ("wait_for_model", "false", "detector waits for a missing model file"),
+    ("discovery_range", "LOCALHOST",
+     "DDS discovery: LOCALHOST (this host only) | SUBNET | SYSTEM_DEFAULT"),
+]
+
+
+def _arg(context: LaunchContext, name: str) -> str:
+    return LaunchConfiguration(name).perform(context).strip()
+
+
+def _params_file(context: LaunchContext) -> str:
+    explicit = _arg(context, "params_file")
+    if explicit:
+        path = Path(explicit).expanduser()
+    else:
+        path = PARAMS_DIR / f"{_arg(context, 'deployment') or 'default'}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+        raise RuntimeError(f"parameter file not found: {path} (deployments: {known})")
+    return str(path)
+
+
+def _graph(context: LaunchContext) -> list[Any]:
+    """The node actions for the resolved arguments (parameter file + overrides)."""
+    params = _params_file(context)
+    namespace = _arg(context, "namespace") or "/sar"
+    layout = _arg(context, "layout")
+    if layout not in LAYOUTS:
+        raise RuntimeError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    bag = _arg(context, "bag")
+    scene_topic = _arg(context, "scene_topic")
+    respawn = _arg(context, "respawn").lower() in TRUE
+    model, backend, device = (_arg(context, n) for n in ("model", "backend", "device"))
+    report_dir, mode = _arg(context, "report_dir"), _arg(context, "mode")
+
+    detector_over: dict[str, Any] = {}
+    if model:
+        detector_over["detector.model"] = model
+    if backend:
+        detector_over["detector.backend"] = backend
+    if device:
+        detector_over["detector.device"] = device
+    if _arg(context, "wait_for_model").lower() in TRUE:
+        detector_over["node.wait_for_model"] = True
+    tiler_over: dict[str, Any] = {"tiler.device": device} if device else {}
+    remap = [("scene", scene_topic)] if scene_topic and not bag else []
+
+    def node(executable: str, overrides: dict[str, Any], **kw: Any) -> Node:
+        return Node(package=PACKAGE, executable=executable, name=executable,
+                    namespace=namespace, parameters=[params, overrides], output="screen",
+                    emulate_tty=True, **kw)
+
+    discovery = _arg(context, "discovery_range") or "LOCALHOST"
+    actions: list[Any] = [
+        # Jazzy and later read the range; Humble reads ROS_LOCALHOST_ONLY
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", discovery),
+        SetEnvironmentVariable("ROS_LOCALHOST_ONLY", "1" if discovery == "LOCALHOST" else "0"),
+        LogInfo(msg=f"SAR-ATD graph: params {params}, namespace "
+                                      f"{namespace}, layout {layout}, "
+                                      f"{'bag ' + bag if bag else 'live input'}"),
+    ]
+    if layout == "scene_detector":
+        actions.append(node("scene_detector", {**tiler_over, **detector_over},
+                            remappings=remap, respawn=respawn, respawn_delay=2.0))
+    else:
+        actions.append(node("tiler", tiler_over, remappings=remap, respawn=respawn,
+                            respawn_delay=2.0))
+        actions.append(node("detector", detector_over, respawn=respawn, respawn_delay=2.0))
+    if bag:
+        evaluator_over: dict[str, Any] = {"report.exit_on_stream_end": True}
+        if report_dir:
+            evaluator_over["report.dir"] = report_dir
+        evaluator = node("evaluator", evaluator_over)
+        player_over: dict[str, Any] = {"player.bag": bag, "player.wait_subscribers": 1,
+                                       "player.wait_ground_truth_subscribers": 1,
+                                       "player.wait_detections_publishers": 1}
+        if mode:
+            player_over["player.mode"] = mode
+        actions += [
+            evaluator,
+            node("scene_player", player_over),
+            # the replay is over once the evaluator has accounted for every scene
+            RegisterEventHandler(OnProcessExit(
+                target_action=evaluator,
+                on_exit=[EmitEvent(event=Shutdown(reason="evaluator finished"))])),
+        ]
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments (module doc) and the graph built from them at launch time."""
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=doc)
+          for name, default, doc in ARGUMENTS),
+        OpaqueFunction(function=_graph),
+    ])
+
