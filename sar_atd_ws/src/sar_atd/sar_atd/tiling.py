@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from sar_atd.config import TilerConfig
+from sar_atd.errors import SarAtdError
 from sar_atd.sar.lut import power_law_render
 
 __all__ = ["TilerConfig", "Tiler", "TileBatch", "PreparedScene", "tile_grid", "axis_starts",
@@ -35,7 +36,7 @@ _ROW_BLOCK_PIXELS = 1 << 20  # rendering block: about 1 Mpixel of temporaries at
 _QUANTILE_SAMPLE = 1 << 20  # pixels sampled (strided) for the content-anchored white point
 
 
-class SceneInputError(ValueError):
+class SceneInputError(SarAtdError, ValueError):
     """A scene array cannot be tiled (wrong type, dtype, shape, empty, non-finite)."""
 
 
