@@ -43,7 +43,12 @@ def load_eval_dataset(path: str | Path, n: int = 200, seed: int = 0,
         raise ChipReadError(f"dataset not found: {path}")
     if n < 1:
         raise ValueError(f"number of patchworks must be >= 1, got {n}")
+    from sar_atd.sar.chips import list_chips
+
     pws = build_patchworks(path, n=n, seed=seed, progress=progress)
     items = [EvalImage(p.name, p.image, p.boxes) for p in pws]
+    n_no_mask = sum(r.mask_path is None for r in list_chips(path))
+    left_out = (f"; {n_no_mask} chip(s) without a SARBake mask left out" if n_no_mask
+                else "")
     return items, (f"{n} patchworks (4x4 chips, 16 px overlaps, linear amplitude fade, "
-                   f"SARBake boxes) of {path}, seed {seed}")
+                   f"SARBake boxes) of {path}, seed {seed}{left_out}")

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from sar_atd.errors import ChipReadError
-from sar_atd.sar.chips import ChipRecord, list_chips, mask_box, read_chip, read_sarbake_mask
+from sar_atd.evalset import read_eval_image
+from sar_atd.sar.chips import ChipRecord, list_chips, mask_box, read_sarbake_mask
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def compose_patchwork(cells: list[np.ndarray], masks: list[np.ndarray | None], g
 
 
 def _load(rec: ChipRecord, cell_size: int) -> tuple[np.ndarray, np.ndarray]:
-    chip = read_chip(rec.image_path)
+    chip = read_eval_image(rec.image_path)  # refuses truncated JPEG/PNG files
     mask = read_sarbake_mask(rec.mask_path, chip.shape) if rec.mask_path else None
     return fit_to_cell(chip, mask, cell_size)
 
@@ -206,7 +207,13 @@ def build_patchworks(chips_dir: str | Path, n: int = 200, seed: int = 0, grid: i
     if cell_size < 8:
         raise ValueError(f"cell_size must be >= 8 pixels, got {cell_size}")
     fade_profile(cell_size, overlap, True, True)  # validates overlap
-    records = [r for r in list_chips(chips_dir, classes) if r.mask_path is not None]
+    listed = list_chips(chips_dir, classes)
+    records = [r for r in listed if r.mask_path is not None]
+    no_mask = [r for r in listed if r.mask_path is None]
+    if no_mask:
+        log.warning("%d chip(s) under %s have no SARBake mask (<name>.mask.png) and are left "
+                    "out of the patchworks, e.g. %s", len(no_mask), chips_dir,
+                    ", ".join(str(r.image_path) for r in no_mask[:3]))
     if len(records) < grid * grid:
         raise ChipReadError(f"{chips_dir}: need at least {grid * grid} chips with SARBake "
                             f"masks (<name>.mask.png), found {len(records)}")

@@ -24,7 +24,7 @@ from sar_atd_training.evaluation.dataset import EvalImage
 log = logging.getLogger(__name__)
 
 __all__ = ["DetectorRun", "resolve_detector", "run_detector", "evaluate_runs",
-           "write_report", "to_jsonable"]
+           "write_report", "to_jsonable", "tiled_detector", "TiledDetector"]
 
 
 @dataclass
@@ -37,6 +37,33 @@ class DetectorRun:
     ms_per_image: float
     metrics: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+
+
+class TiledDetector:
+    """A detector run through the scene detector (tiler, batched inference, cross-seam
+    merge): ``detect(image)`` on scenes of any size, as ``sar-atd detect`` runs them."""
+
+    def __init__(self, scene_detector: object, name: str) -> None:
+        self.scene = scene_detector
+        self.name = name
+        self.model_info = getattr(scene_detector, "info", None)
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self.scene.detect(image).to_detections()  # type: ignore[attr-defined]
+
+
+def tiled_detector(detector: Detector, tile: int, overlap: int, batch: int = 8,
+                   device: str = "cpu") -> TiledDetector:
+    """``detector`` behind the scene detector with ``tile`` x ``tile`` tiles, keeping
+    every score (the evaluation sweeps the threshold)."""
+    from sar_atd.config import SceneDetectorConfig, TilerConfig
+    from sar_atd.runtime import resolve_device_name
+    from sar_atd.scene import SceneDetector
+
+    cfg = TilerConfig(tile_size=tile, overlap=overlap, batch_size=batch,
+                      device=resolve_device_name(device))
+    sd = SceneDetector(detector, cfg, SceneDetectorConfig(score_threshold=0.0))
+    return TiledDetector(sd, f"{detector.name} (tiles {tile}/{overlap})")
 
 
 def run_detector(detector: Detector, images: Sequence[EvalImage], progress: bool = True
@@ -103,13 +130,24 @@ def write_report(out_dir: str | Path, runs: Sequence[DetectorRun],
                  extra: dict | None = None) -> Path:
     """Write ``report.md``, ``metrics.json`` and the PNG figures into ``out_dir``.
 
+    The folder is built in a hidden temporary sibling and swapped in whole, replacing an
+    earlier one (callers decide whether replacing is allowed).
+
     Returns:
         Path of ``report.md``.
     """
+    from sar_atd.atomic import atomic_dir
+
+    final = Path(out_dir)
+    with atomic_dir(final, overwrite=True) as tmp:
+        _write_report_files(tmp, runs, images, dataset_desc, n_examples, extra)
+    return final / "report.md"
+
+
+def _write_report_files(out: Path, runs: Sequence[DetectorRun], images: Sequence[EvalImage],
+                        dataset_desc: str, n_examples: int, extra: dict | None) -> None:
     from sar_atd.plots import plot_ap_vs_iou, plot_detections, plot_pr_curves
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     results = {r.name: r.metrics for r in runs}
     plot_pr_curves(results, out / "pr_curves.png")
     plot_ap_vs_iou(results, out / "ap_vs_iou.png")
@@ -151,6 +189,4 @@ def write_report(out_dir: str | Path, runs: Sequence[DetectorRun],
               "## Examples (white dashed: ground truth)", ""]
     lines += [f"![{e}]({e})" for e in examples]
     lines += ["", "All numbers: `metrics.json`.", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    (out / "report.md").write_text("\n".join(lines))
