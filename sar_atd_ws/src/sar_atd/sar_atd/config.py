@@ -175,17 +175,25 @@ ROS_STANDARD_PARAMETERS = frozenset({"use_sim_time", "qos_overrides",
 def load_ros_params(path: str | Path, node_name: str) -> dict[str, Any]:
     """The ``ros__parameters`` mapping of ``node_name`` in a ROS 2 parameter file.
 
-    Accepts ``node_name`` with or without a leading ``/`` and the ``/**`` wildcard block
-    (whose parameters apply to every node; the node's own block overrides them).
+    Accepts ``node_name`` with or without a leading ``/``, blocks keyed by the node in any
+    namespace (``/sar/node``, ``/**/node``) and the ``/**`` wildcard block (whose parameters
+    apply to every node); more specific blocks override: ``/**``, then ``/**/node``-style
+    wildcards, then the node's own keys.
 
     Raises:
         ConfigError: unreadable file, invalid YAML, or no block for ``node_name``.
     """
     data = load_yaml(path)
     name = node_name.strip("/")
+
+    def rank(key: str) -> int:
+        return 0 if key == "/**" else 1 if "*" in key else 2
+
+    keys = [k for k in data if isinstance(k, str) and (
+        k == "/**" or k.strip("/") == name or k.rstrip("/").split("/")[-1] == name)]
     merged: dict[str, Any] = {}
     found = False
-    for key in ("/**", name, "/" + name):
+    for key in sorted(keys, key=rank):
         block = data.get(key)
         if block is None:
             continue

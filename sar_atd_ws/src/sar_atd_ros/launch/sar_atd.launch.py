@@ -114,11 +114,14 @@ def _graph(context: LaunchContext) -> list[Any]:
         detector_over["detector.model"] = model
     if backend:
         detector_over["detector.backend"] = backend
-    if device:
+    if device:  # tiles live on the detector's device
         detector_over["detector.device"] = device
+        detector_over["tiler.device"] = device
     if _arg(context, "wait_for_model").lower() in TRUE:
         detector_over["node.wait_for_model"] = True
-    tiler_over: dict[str, Any] = {"tiler.device": device} if device else {}
+    tiler_over: dict[str, Any] = {}
+    if device:
+        tiler_over["tiler.device"] = device
     remap = [("scene", scene_topic)] if scene_topic and not bag else []
 
     def node(executable: str, overrides: dict[str, Any], **kw: Any) -> Node:
@@ -136,7 +139,7 @@ def _graph(context: LaunchContext) -> list[Any]:
                                       f"{'bag ' + bag if bag else 'live input'}"),
     ]
     if layout == "scene_detector":
-        actions.append(node("scene_detector", {**tiler_over, **detector_over},
+        actions.append(node("scene_detector", detector_over,
                             remappings=remap, respawn=respawn, respawn_delay=2.0))
     else:
         actions.append(node("tiler", tiler_over, remappings=remap, respawn=respawn,

@@ -131,6 +131,7 @@ def effective_params(opts: GraphOptions, nodes: list[str], report_dir: Path) -> 
         put(n, "detector", "model", opts.detector)
         put(n, "detector", "backend", opts.backend)
         put(n, "detector", "device", opts.device)
+        put(n, "tiler", "device", opts.device)  # tiles live on the detector's device
         if opts.wait_for_model:
             put(n, "node", "wait_for_model", True)
     if opts.device is not None and "tiler" in nodes:

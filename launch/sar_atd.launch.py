@@ -1,0 +1,1 @@
+../sar_atd_ws/src/sar_atd_ros/launch/sar_atd.launch.py
