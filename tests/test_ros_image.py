@@ -71,11 +71,11 @@ def test_encode_refuses_non_2d_and_unsupported_dtypes() -> None:
 def test_tile_batch_message_round_trip() -> None:
     """A tiler batch sent as mono8 comes back with identical tiles, offsets and indices."""
     from rclpy.serialization import deserialize_message, serialize_message
+    from sar_atd_msgs.msg import TileBatch
     from std_msgs.msg import Header
 
     from sar_atd.config import TilerConfig
     from sar_atd.tiling import Tiler
-    from sar_atd_msgs.msg import TileBatch
     from sar_atd_ros.convert import fill_tile_batch, tile_batch_from_msg
 
     rng = np.random.default_rng(1)
@@ -91,10 +91,10 @@ def test_tile_batch_message_round_trip() -> None:
 
 
 def test_detections_message_flags_below_threshold_and_metres() -> None:
+    from sar_atd_msgs.msg import SceneDetections as Msg
     from std_msgs.msg import Header
 
     from sar_atd.scene import SceneDetections
-    from sar_atd_msgs.msg import SceneDetections as Msg
     from sar_atd_ros.convert import detections_from_msg, fill_detections
 
     dets = SceneDetections(np.array([[0, 0, 10, 20], [5, 5, 6, 6]], np.float32),
@@ -113,8 +113,11 @@ def test_vision_msgs_detection2d_array_round_trips_through_rosbags_typestore() -
     """Detection2DArray built from scene boxes serializes to CDR and back to the same boxes."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from sar_atd_ros.convert import (VISION_MSGS_DEFINITIONS, from_detection2d_array,
-                                     to_detection2d_array)
+    from sar_atd_ros.convert import (
+        VISION_MSGS_DEFINITIONS,
+        from_detection2d_array,
+        to_detection2d_array,
+    )
 
     store = get_typestore(Stores.ROS2_KILTED)
     types: dict = {}

@@ -49,6 +49,8 @@ class ReportConfig:
         operating_threshold: score threshold for precision/recall (< 0 = the model's,
             carried in the detections).
         max_unmatched: detections/ground truth waiting for their partner, kept at most.
+        n_examples: annotated scenes in the report (the first ones; their pixels are the
+            only scene data the evaluator keeps).
     """
 
     dir: str = ""
@@ -57,12 +59,15 @@ class ReportConfig:
     drain_timeout_s: float = 30.0
     operating_threshold: float = -1.0
     max_unmatched: int = 256
+    n_examples: int = 3
 
     def __post_init__(self) -> None:
         if not self.publish_period_s > 0:
             raise ValueError(f"publish_period_s must be > 0, got {self.publish_period_s}")
         if not self.drain_timeout_s >= 0:
             raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
+        if self.n_examples < 0:
+            raise ValueError(f"n_examples must be >= 0, got {self.n_examples}")
         if self.max_unmatched < 1:
             raise ValueError(f"max_unmatched must be >= 1, got {self.max_unmatched}")
 
@@ -96,7 +101,8 @@ class EvaluatorNode(Node):
 
         declare_section(self, EvaluatorConfig, "evaluator")
         declare_section(self, ReportConfig, "report")
-        qos = declare_qos(self, ["detections", "ground_truth", "metrics", STREAM_END_TOPIC])
+        qos = declare_qos(self, ["scene", "detections", "ground_truth", "metrics",
+                                STREAM_END_TOPIC])
         check_unknown_parameters(self)
         self.cfg = read_section(self, EvaluatorConfig, "evaluator")
         self.rcfg = read_section(self, ReportConfig, "report")
@@ -107,6 +113,13 @@ class EvaluatorNode(Node):
                                  qos["detections"])
         self.create_subscription(GroundTruth, "ground_truth", self._on_gt, qos["ground_truth"])
         self.create_subscription(UInt64, STREAM_END_TOPIC, self._on_end, qos[STREAM_END_TOPIC])
+        self.examples: dict[int, dict[str, Any]] = {}  # stamp -> image, gt, boxes, scores
+        self.example_sub = None
+        if self.rcfg.dir and self.rcfg.n_examples:
+            from sensor_msgs.msg import Image
+
+            self.example_sub = self.create_subscription(Image, "scene", self._on_scene,
+                                                        qos["scene"])
         self.gts: OrderedDict[int, Any] = OrderedDict()      # stamp -> ground truth
         self.dets: OrderedDict[int, tuple[Any, float]] = OrderedDict()  # stamp -> (msg, t)
         self.seen_seq: set[int] = set()
@@ -160,6 +173,23 @@ class EvaluatorNode(Node):
             return
         self._evaluate(msg, gt, t)
 
+    def _on_scene(self, msg: Any) -> None:
+        """Keep an 8-bit rendering of the first scenes for the report's examples."""
+        from sar_atd.config import TilerConfig
+        from sar_atd.tiling import Tiler
+        from sar_atd_ros.image import image_to_array
+
+        try:
+            img = Tiler(TilerConfig(device="cpu", amplitude_ref=0.0)).prepare(
+                image_to_array(msg)).image.numpy()
+        except (ValueError, Exception) as err:  # examples are optional: never fail on them
+            self.get_logger().warning(f"example scene not kept: {err}")
+            return
+        self.examples[stamp_ns(msg.header.stamp)] = {"image": img}
+        if len(self.examples) >= self.rcfg.n_examples and self.example_sub is not None:
+            self.destroy_subscription(self.example_sub)
+            self.example_sub = None
+
     def _on_end(self, msg: Any) -> None:
         if self.end_seq is None:
             self.end_seq = int(msg.data)
@@ -181,6 +211,10 @@ class EvaluatorNode(Node):
             self._malformed(str(err))
             return
         self.n_eval += 1
+        ex = self.examples.get(stamp_ns(det.header.stamp))
+        if ex is not None:
+            ex.update(gt=gt_from_msg(gt), boxes=boxes, scores=scores, name=gt.scene_name,
+                      seq=int(gt.sequence))
         stamp_s = stamp_ns(det.header.stamp) / 1e9
         self.latency_ms.append((t_arrival - stamp_s) * 1e3)
         self.proc_ms.append(float(det.processing_ms))
@@ -283,7 +317,22 @@ class EvaluatorNode(Node):
             plot_pr_curves({name: metrics}, out / "pr_curves.png",
                            iou_thresholds=tuple(t for t in self.cfg.iou_thresholds
                                                 if t in (0.25, 0.5, 0.7)) or (0.5,))
+            self._write_examples(out, summary)
         self.get_logger().info(f"report written to {out}")
+
+    def _write_examples(self, out: Path, summary: dict[str, Any]) -> None:
+        from sar_atd.detectors.base import Detections
+        from sar_atd.plots import plot_detections
+
+        op = summary.get("operating_threshold")
+        for ex in self.examples.values():
+            if "gt" not in ex:
+                continue
+            name = ex.get("name") or f"scene_{ex['seq']:05d}"
+            plot_detections(ex["image"], ex["gt"], Detections(ex["boxes"], ex["scores"]),
+                            out / f"example_{ex['seq']:05d}.png",
+                            score_threshold=op if op is not None and math.isfinite(op)
+                            else None, title=f"{name}: {summary.get('detector', '')}")
 
 
 def main(args: list[str] | None = None) -> int:
