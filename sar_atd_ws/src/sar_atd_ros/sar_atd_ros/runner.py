@@ -48,6 +48,10 @@ NODE_MODULES: dict[str, str] = {
 }
 """Node name -> module run with ``python -m`` (same executables as the setup.py entries)."""
 
+SOURCE_ROOT = Path(__file__).resolve().parents[4]
+"""Repository root of a source checkout (relative model paths of the default parameter
+file, e.g. ``models/default.pt``, are looked up there when absent from the working folder)."""
+
 LAYOUTS = {"scene_detector": ["scene_detector"], "split": ["tiler", "detector"]}
 
 
@@ -143,6 +147,13 @@ def effective_params(opts: GraphOptions, nodes: list[str], report_dir: Path) -> 
     for node, block in opts.overrides.items():
         cur = data.setdefault(node, {}).setdefault("ros__parameters", {})
         data[node]["ros__parameters"] = _deep_merge(cur, block)
+    for n in det_nodes:  # a relative model path of the default file names a repository file
+        det = data.get(n, {}).get("ros__parameters", {}).get("detector", {})
+        model = det.get("model")
+        if isinstance(model, str) and model not in ("", "cfar", "cfar-os"):
+            p = Path(model)
+            if not p.is_absolute() and not p.exists() and (SOURCE_ROOT / p).exists():
+                det["model"] = str(SOURCE_ROOT / p)
     return {f"/**/{k}": v for k, v in data.items() if k in nodes}
 
 
