@@ -47,6 +47,7 @@ HUMBLE_API = {
                        "IncludeLaunchDescription", "TimerAction", "ExecuteProcess"},
     "launch.event_handlers": {"OnProcessExit", "OnProcessStart", "OnShutdown"},
     "launch.events": {"Shutdown", "matches_action"},
+    "lifecycle_msgs.msg": {"Transition", "State"},
     "launch.substitutions": {"EnvironmentVariable", "LaunchConfiguration",
                              "PythonExpression", "TextSubstitution"},
     "launch_ros.actions": {"Node", "LifecycleNode", "PushRosNamespace"},
@@ -89,9 +90,14 @@ def _launch_arguments() -> dict[str, Any]:
     return out
 
 
+def _node_calls(tree: ast.AST) -> list[ast.Call]:
+    """Calls of the launch file's helpers that start an executable (plain or managed)."""
+    return [c for f in ("node", "managed") for c in _calls(tree, f) if c.args]
+
+
 def _launch_executables() -> set[str]:
     tree = _tree(LAUNCH)
-    execs = {_const(c.args[0]) for c in _calls(tree, "node") if c.args}
+    execs = {_const(c.args[0]) for c in _node_calls(tree)}
     layouts = ast.literal_eval(_assigned(tree, "LAYOUTS"))
     return execs | {e for v in layouts.values() for e in v}
 
@@ -120,7 +126,7 @@ def _launch_node_overrides() -> dict[str, set[str]]:
     tree = _tree(LAUNCH)
     over = _launch_overrides()
     out: dict[str, set[str]] = {}
-    for call in _calls(tree, "node"):
+    for call in _node_calls(tree):
         exe, arg = _const(call.args[0]), call.args[1]
         names: set[str] = set()
         for sub in ast.walk(arg):
@@ -213,7 +219,7 @@ def test_launch_uses_only_humble_api() -> None:
     seen = 0
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
-                "launch", "launch_ros"):
+                "launch", "launch_ros", "lifecycle_msgs"):
             allowed = HUMBLE_API.get(node.module, set())
             for alias in node.names:
                 assert alias.name in allowed, f"{node.module}.{alias.name} is not Humble API"
@@ -435,3 +441,22 @@ def test_params_files_are_installed_with_the_package() -> None:
     assert {"scene_player", "scene_detector", "tiler", "detector", "evaluator"} <= set(scripts)
     for name in DEPLOYMENTS:
         assert (PARAMS / f"{name}.yaml").is_file()
+
+
+def test_launch_drives_the_detector_lifecycle() -> None:
+    """The detector side starts as a lifecycle node without autostart; the launch file
+    emits configure when its process starts, activate once it is inactive, and handles a
+    failed configure (retry or stop)."""
+    tree = _tree(LAUNCH)
+    assert _calls(tree, "LifecycleNode")
+    assert "node.autostart" in _launch_overrides()["detector_over"]
+    transitions = {ast.unparse(c.keywords[1].value) for c in _calls(tree, "ChangeState")
+                   if len(c.keywords) > 1} | {ast.unparse(a) for c in _calls(tree, "transition")
+                                              for a in c.args}
+    assert {"Transition.TRANSITION_CONFIGURE", "Transition.TRANSITION_ACTIVATE"} <= transitions
+    edges = {(_const(k.value) if k.arg == "start_state" else None) for c in _calls(
+        tree, "OnStateTransition") for k in c.keywords if k.arg == "start_state"}
+    goals = {_const(k.value) for c in _calls(tree, "OnStateTransition") for k in c.keywords
+             if k.arg == "goal_state"}
+    assert edges == {"configuring"} and goals == {"inactive", "unconfigured"}
+    assert _calls(tree, "OnProcessStart"), "configure is not re-emitted for a respawn"

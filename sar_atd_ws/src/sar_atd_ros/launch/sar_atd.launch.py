@@ -25,9 +25,15 @@ Arguments (empty = keep the parameter file's value):
 ``respawn``         restart the tiler/detector processes when they die (``true``/``false``)
 ``report_dir``      evaluator report folder (empty: no report files)
 ``mode``            player mode: ``realtime`` | ``speed`` | ``max_rate`` | ``lossless``
-``wait_for_model``  detector waits for a missing model file instead of failing
+``wait_for_model``  retry the detector's configure until its model file appears
 ``discovery_range`` ``LOCALHOST`` (default: nothing leaves the host) | ``SUBNET`` | ...
 ==================  =======================================================================
+
+The detector side (``scene_detector``, or ``detector`` in the split layout) is a managed
+lifecycle node started with ``node.autostart: false``: this file configures it when its
+process starts (model load), activates it once configured, and on a failed configure
+either retries every 2 s (``wait_for_model:=true``) or stops the launch. A respawned
+process is configured and activated again the same way.
 
 Uses only ``launch``/``launch_ros`` APIs present from ROS 2 Humble on. Node names,
 executables, parameter names and topics are those of ``sar_atd_ros.runner`` (checked by
@@ -47,11 +53,15 @@ from launch.actions import (
     OpaqueFunction,
     RegisterEventHandler,
     SetEnvironmentVariable,
+    TimerAction,
 )
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
+from launch.event_handlers import OnProcessExit, OnProcessStart
+from launch.events import Shutdown, matches_action
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = "sar_atd_ros"
 # The package's parameter files: beside this file's real location (source tree, top-level
@@ -74,7 +84,7 @@ ARGUMENTS: list[tuple[str, Any, str]] = [
     ("respawn", "true", "restart the tiler/detector processes when they die"),
     ("report_dir", "", "evaluator report folder (empty: no report files)"),
     ("mode", "", "player mode: realtime | speed | max_rate | lossless; empty: params file"),
-    ("wait_for_model", "false", "detector waits for a missing model file"),
+    ("wait_for_model", "false", "retry the detector's configure until its model file exists"),
     ("discovery_range", "LOCALHOST",
      "DDS discovery: LOCALHOST (this host only) | SUBNET | SYSTEM_DEFAULT"),
 ]
@@ -109,7 +119,8 @@ def _graph(context: LaunchContext) -> list[Any]:
     model, backend, device = (_arg(context, n) for n in ("model", "backend", "device"))
     report_dir, mode = _arg(context, "report_dir"), _arg(context, "mode")
 
-    detector_over: dict[str, Any] = {}
+    wait_for_model = _arg(context, "wait_for_model").lower() in TRUE
+    detector_over: dict[str, Any] = {"node.autostart": False}  # transitions driven below
     if model:
         detector_over["detector.model"] = model
     if backend:
@@ -117,8 +128,6 @@ def _graph(context: LaunchContext) -> list[Any]:
     if device:  # tiles live on the detector's device
         detector_over["detector.device"] = device
         detector_over["tiler.device"] = device
-    if _arg(context, "wait_for_model").lower() in TRUE:
-        detector_over["node.wait_for_model"] = True
     tiler_over: dict[str, Any] = {}
     if device:
         tiler_over["tiler.device"] = device
@@ -130,6 +139,33 @@ def _graph(context: LaunchContext) -> list[Any]:
                     emulate_tty=True, **kw)
 
     discovery = _arg(context, "discovery_range") or "LOCALHOST"
+    def managed(executable: str, overrides: dict[str, Any], **kw: Any) -> list[Any]:
+        """The lifecycle node and the events that configure and activate it."""
+        det = LifecycleNode(package=PACKAGE, executable=executable, name=executable,
+                            namespace=namespace, parameters=[params, overrides],
+                            output="screen", emulate_tty=True, **kw)
+
+        def transition(transition_id: int) -> EmitEvent:
+            return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(det),
+                                               transition_id=transition_id))
+
+        on_failure: list[Any] = (
+            [TimerAction(period=2.0, actions=[transition(Transition.TRANSITION_CONFIGURE)])]
+            if wait_for_model else
+            [LogInfo(msg=f"{executable}: configure failed (see its error line); stopping"),
+             EmitEvent(event=Shutdown(reason=f"{executable} failed to configure"))])
+        return [
+            det,
+            RegisterEventHandler(OnProcessStart(
+                target_action=det, on_start=[transition(Transition.TRANSITION_CONFIGURE)])),
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=det, start_state="configuring", goal_state="inactive",
+                entities=[transition(Transition.TRANSITION_ACTIVATE)])),
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=det, start_state="configuring",
+                goal_state="unconfigured", entities=on_failure)),
+        ]
+
     actions: list[Any] = [
         # Jazzy and later read the range; Humble reads ROS_LOCALHOST_ONLY
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", discovery),
@@ -139,12 +175,12 @@ def _graph(context: LaunchContext) -> list[Any]:
                                       f"{'bag ' + bag if bag else 'live input'}"),
     ]
     if layout == "scene_detector":
-        actions.append(node("scene_detector", detector_over,
-                            remappings=remap, respawn=respawn, respawn_delay=2.0))
+        actions += managed("scene_detector", detector_over, remappings=remap, respawn=respawn,
+                           respawn_delay=2.0)
     else:
         actions.append(node("tiler", tiler_over, remappings=remap, respawn=respawn,
                             respawn_delay=2.0))
-        actions.append(node("detector", detector_over, respawn=respawn, respawn_delay=2.0))
+        actions += managed("detector", detector_over, respawn=respawn, respawn_delay=2.0)
     if bag:
         evaluator_over: dict[str, Any] = {"report.exit_on_stream_end": True}
         if report_dir:

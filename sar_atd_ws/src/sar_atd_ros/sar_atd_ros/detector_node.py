@@ -8,8 +8,13 @@ and each scene yields one ``detections`` message (sar_atd_msgs/SceneDetections) 
 scene's header stamp unchanged. Every box is published, those under the model's operating
 threshold flagged ``below_threshold`` (average precision needs them).
 
-A missing model file fails at start-up (exit 1, one line naming the file) unless
-``node.wait_for_model`` is true: then the node waits for the file to appear. A malformed
+Both are managed lifecycle nodes (:mod:`sar_atd_ros.lifecycle`): the model loads in
+``configure``, is released in ``cleanup``, and ``activate``/``deactivate`` start and stop
+processing. With ``node.autostart`` (default) the node configures and activates itself;
+``sar-atd run`` and the launch file set it false and drive the transitions. A missing
+model file fails configure (at start-up with autostart: exit 1, one line naming the file)
+unless ``node.wait_for_model`` is true: then configure is retried until the file appears;
+a driven node stays unconfigured and recoverable. A malformed
 scene (encoding, size, NaN policy, absurd dimensions) is logged, counted on
 ``/diagnostics`` and skipped; the node keeps running.
 """
@@ -22,7 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode
 
 from sar_atd.config import DetectorRuntimeConfig, SceneDetectorConfig, TilerConfig
 from sar_atd.errors import SarAtdError
@@ -35,6 +40,7 @@ from sar_atd_ros.common import (
     run_node,
 )
 from sar_atd_ros.image import DEFAULT_MAX_PIXELS
+from sar_atd_ros.lifecycle import ManagedProcessing
 
 
 @dataclasses.dataclass
@@ -42,8 +48,9 @@ class DetectorNodeConfig:
     """Node-level parameters of the detector nodes (section ``node``).
 
     Attributes:
-        wait_for_model: wait for a missing model file instead of failing at start-up.
-        wait_poll_s: how often to look for the model file while waiting.
+        autostart: configure + activate at start-up (false: wait for a lifecycle manager).
+        wait_for_model: retry configure while the model file is missing instead of failing.
+        wait_poll_s: how often to retry configure while waiting.
         pixel_spacing_m: (row, column) metres per scene pixel; [0, 0] = the model's own
             (scenes are resampled to the model's spacing when they differ by > 5 %).
         orientation: side of the scene the radar is on ("" = the model's convention).
@@ -52,6 +59,7 @@ class DetectorNodeConfig:
             before the oldest is dropped and counted.
     """
 
+    autostart: bool = True
     wait_for_model: bool = False
     wait_poll_s: float = 1.0
     pixel_spacing_m: tuple[float, float] = (0.0, 0.0)
@@ -71,8 +79,10 @@ class DetectorNodeConfig:
             raise ValueError("max_scene_pixels and max_pending_scenes must be >= 1")
 
 
-class _DetectorBase(Node):
-    """Shared set-up: parameters, detector resolution, publisher, diagnostics."""
+class _DetectorBase(ManagedProcessing, LifecycleNode):
+    """Shared set-up: parameters, lifecycle (model load/release, processing on/off),
+    publisher, diagnostics. Subclasses create their input subscription in ``_subscribe``
+    and call ``_start()`` at the end of ``__init__``."""
 
     INPUT = "scene"
 
@@ -90,30 +100,60 @@ class _DetectorBase(Node):
         self.det_cfg = read_section(self, DetectorRuntimeConfig, "detector")
         self.scene_cfg = read_section(self, SceneDetectorConfig, "scene")
         self.node_cfg = read_section(self, DetectorNodeConfig, "node")
-        self.scene_detector = self._load()
-        info = self.scene_detector.info
-        op = getattr(info, "operating_threshold", None)
-        # NaN when the model stores none (CFAR): no box is flagged, no precision/recall
-        self.operating_threshold = float(op) if op is not None else float("nan")
-        self.model_hash = str(getattr(info, "model_hash", "") or "")
-        self.pub = self.create_publisher(SceneDetections, "detections", self.qos["detections"])
+        self.scene_detector: Any = None
+        self.desc: dict[str, Any] = {}
+        self.operating_threshold = float("nan")
+        self.model_hash = ""
+        self.pub: Any = None
+        self.sub: Any = None
         self._Msg = SceneDetections
         self.n_in = self.n_out = self.n_malformed = self.n_boxes = 0
         self.last_error = ""
         self.proc_ms: list[float] = []
         self.diag = Diagnostics(self, self._diag_values)
 
+    def _start(self) -> None:
+        """Configure + activate now when ``node.autostart`` (else a manager will)."""
+        if self.node_cfg.autostart:
+            self.autostart(self.node_cfg.wait_poll_s if self.node_cfg.wait_for_model else None)
+
+    def _subscribe(self) -> Any:
+        raise NotImplementedError
+
+    def _configure_resources(self) -> None:
+        self.scene_detector = self._load()
+        info = self.scene_detector.info
+        op = getattr(info, "operating_threshold", None)
+        # NaN when the model stores none (CFAR): no box is flagged, no precision/recall
+        self.operating_threshold = float(op) if op is not None else float("nan")
+        self.model_hash = str(getattr(info, "model_hash", "") or "")
+
+    def _release_resources(self) -> None:
+        self.scene_detector = None
+
+    def _start_processing(self) -> None:
+        # subscription first: once ``detections`` is advertised (the player waits for
+        # it), scenes are received
+        if self.sub is None:
+            self.sub = self._subscribe()
+        if self.pub is None:
+            self.pub = self.create_publisher(self._Msg, "detections", self.qos["detections"])
+
+    def _stop_processing(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.pub is not None:
+            self.destroy_publisher(self.pub)
+            self.pub = None
+
     def _load(self) -> Any:
         from sar_atd.runtime import is_neural_spec, resolve_detector
         from sar_atd.scene import SceneDetector
 
         cfg = self.det_cfg
-        if is_neural_spec(cfg.model):
-            path = Path(cfg.model)
-            if not path.is_file() and self.node_cfg.wait_for_model:
-                self.get_logger().warning(f"waiting for model file {path}")
-                while not path.is_file():
-                    time.sleep(self.node_cfg.wait_poll_s)
+        if is_neural_spec(cfg.model) and not Path(cfg.model).is_file():
+            raise FileNotFoundError(f"model file not found: {cfg.model}")
         kw: dict[str, Any] = {}
         if cfg.threads:
             kw["threads"] = cfg.threads
@@ -130,6 +170,7 @@ class _DetectorBase(Node):
         return {"scenes_received": self.n_in, "scenes_published": self.n_out,
                 "scenes_malformed": self.n_malformed, "boxes_published": self.n_boxes,
                 "processing_ms_p50": f"{ms[len(ms) // 2]:.1f}" if ms else "",
+                "lifecycle_state": self.state_label,
                 "model": self.det_cfg.model, "backend": self.desc.get("backend", ""),
                 "device": self.desc.get("device", "cpu"), "model_hash": self.model_hash,
                 "warn": self.last_error}
@@ -147,6 +188,8 @@ class _DetectorBase(Node):
         """Publish one scene's detections (``sar_atd.scene.SceneDetections``)."""
         from sar_atd_ros.convert import fill_detections
 
+        if self.pub is None:  # deactivated meanwhile
+            return
         sp = self._spacing() or tuple(getattr(self.scene_detector.info, "pixel_spacing_m",
                                               (0.0, 0.0)))
         msg = fill_detections(self._Msg(), header, seq, dets, spacing=sp,
@@ -170,9 +213,12 @@ class SceneDetectorNode(_DetectorBase):
 
     def __init__(self, name: str = "scene_detector", **kw: Any) -> None:
         super().__init__(name, **kw)
+        self._start()
+
+    def _subscribe(self) -> Any:
         from sensor_msgs.msg import Image
 
-        self.create_subscription(Image, "scene", self._on_scene, self.qos["scene"])
+        return self.create_subscription(Image, "scene", self._on_scene, self.qos["scene"])
 
     def _on_scene(self, msg: Any) -> None:
         from sar_atd_ros.image import image_to_array
@@ -196,11 +242,19 @@ class TileDetectorNode(_DetectorBase):
 
     def __init__(self, name: str = "detector", **kw: Any) -> None:
         super().__init__(name, **kw)
-        from sar_atd_msgs.msg import TileBatch
-
         self.pending: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()
         self.n_incomplete = 0
-        self.create_subscription(TileBatch, "tiles", self._on_tiles, self.qos["tiles"])
+        self._start()
+
+    def _subscribe(self) -> Any:
+        from sar_atd_msgs.msg import TileBatch
+
+        return self.create_subscription(TileBatch, "tiles", self._on_tiles, self.qos["tiles"])
+
+    def _stop_processing(self) -> None:
+        super()._stop_processing()
+        self.n_incomplete += len(self.pending)  # partial scenes of a stopped run are lost
+        self.pending.clear()
 
     def _diag_values(self) -> dict[str, Any]:
         return {**super()._diag_values(), "scenes_incomplete": self.n_incomplete,

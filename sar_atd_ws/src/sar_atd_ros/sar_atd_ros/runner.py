@@ -136,8 +136,7 @@ def effective_params(opts: GraphOptions, nodes: list[str], report_dir: Path) -> 
         put(n, "detector", "backend", opts.backend)
         put(n, "detector", "device", opts.device)
         put(n, "tiler", "device", opts.device)  # tiles live on the detector's device
-        if opts.wait_for_model:
-            put(n, "node", "wait_for_model", True)
+        put(n, "node", "autostart", False)  # lifecycle transitions driven by the runner
     if opts.device is not None and "tiler" in nodes:
         put("tiler", "tiler", "device", opts.device)
     put("evaluator", "report", "dir", str(report_dir))
@@ -204,6 +203,30 @@ def _stop(procs: list[_Proc], grace_s: float = 10.0) -> None:
             p.popen.wait()
 
 
+def _bring_up_detector_side(procs: list[_Proc], opts: GraphOptions, domain_id: int,
+                            check: Any, timeout_s: float) -> None:
+    """configure + activate the managed detector nodes (model load happens here).
+
+    Raises:
+        GraphError: a node refused a transition (named, with its last error line).
+    """
+    from sar_atd_ros.lifecycle import LifecycleClient, LifecycleError, bring_up
+
+    managed = [p for p in procs if p.name in ("scene_detector", "detector")]
+    ns = opts.namespace.rstrip("/")
+    with LifecycleClient(domain_id, name="sar_atd_run") as client:
+        for p in managed:
+            try:
+                bring_up(client, [f"{ns}/{p.name}"], wait_for_model=opts.wait_for_model,
+                         check=check, timeout_s=max(timeout_s, 1.0))
+            except LifecycleError as err:
+                check()
+                raise GraphError(f"node '{p.name}' failed: {err}: {p.last_error()} "
+                                 f"(log: {p.log})") from None
+            except TimeoutError as err:
+                raise GraphError(f"node '{p.name}': {err} (log: {p.log})") from None
+
+
 def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any]:
     """Run the graph on ``opts.bag`` until the evaluator is done; return its summary.
 
@@ -240,12 +263,18 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
             fh.close()
             procs.append(_Proc(name, popen, log))
         by_name = {p.name: p for p in procs}
-        while True:
+
+        def check() -> None:
             for p in procs:
                 rc = p.popen.poll()
                 if rc not in (None, 0):
                     raise GraphError(f"node '{p.name}' failed (exit code {rc}): "
                                      f"{p.last_error()} (log: {p.log})")
+
+        _bring_up_detector_side(procs, opts, int(env["ROS_DOMAIN_ID"]), check,
+                                opts.timeout_s - (time.monotonic() - t0))
+        while True:
+            check()
             if by_name["evaluator"].popen.poll() == 0:
                 break
             if time.monotonic() - t0 > opts.timeout_s:
