@@ -14,8 +14,9 @@ Rayleigh clutter with bright targets, written to a temporary folder; or ``--bag`
 * transport: one-way latency of a 2048 x 2048 float32 Image and of a tile batch (4 tiles of
   640 x 640 mono8) between two processes.
 
-Throughput of the graph is the evaluator's: scenes / (last detections arrival - first
-scene stamp); in-process: scenes / wall time of the detect loop (after one warm-up scene).
+Throughput of the graph is the evaluator's steady state: (scenes - 1) / (last - first
+detections arrival), so start-up and the first scene's warm-up are excluded; in-process:
+scenes / wall time of the detect loop after one warm-up scene.
 Lossless replay is serial (one scene in flight), like the in-process loop.
 """
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             ips, offline, m = in_process(bag, det, node)
             g = graph(bag, det, layout, work)
             s = g["summary"]
-            gps = s["scenes_per_s"] or float("nan")
+            gps = s.get("scenes_per_s_steady") or float("nan")
             same, diff = equal(g["detections"], offline)
             added = (1 / gps - 1 / ips) * 1e3
             name = "CFAR" if det == "cfar" else Path(det).name

@@ -15,9 +15,12 @@ topic             reliability   depth  why
 ``scene``         reliable      2      large images; keep-last 2 bounds latency when the
                                        detector is slower than the input (older scenes are
                                        dropped in DDS and show as sequence gaps)
-``tiles``         reliable      16     a scene's batches must all arrive to be merged
-``detections``    reliable      50     small; the evaluator must see every one
-``ground_truth``  reliable      100    small; published before its scene
+``tiles``         reliable,     16     a scene's batches must all arrive to be merged
+                  transient
+``detections``    reliable,     50     small; the evaluator must see every one, even when
+                  transient            its subscription matched after the first scenes
+``ground_truth``  reliable,     100    small; published before its scene
+                  transient
 ``metrics``       reliable      10     running figures
 ``stream_end``    reliable,     1      last sequence number of a replay; late joiners
                   transient                still get it
@@ -52,6 +55,11 @@ QOS_DEFAULTS: dict[str, tuple[str, int]] = {
 """topic -> (reliability, depth) defaults (module doc)."""
 
 STREAM_END_TOPIC = "stream_end"
+
+TRANSIENT_TOPICS = frozenset({"tiles", "detections", "ground_truth", STREAM_END_TOPIC})
+"""Topics whose publishers keep their last ``depth`` messages for subscriptions that match
+late (transient-local durability), so no scene is lost while the graph is still wiring up;
+volatile subscribers (e.g. ``ros2 topic echo``) still match them."""
 
 
 def _ros_value(value: Any) -> Any:
@@ -148,7 +156,7 @@ def declare_qos(node: Any, topics: list[str]) -> dict[str, Any]:
             history=HistoryPolicy.KEEP_LAST, depth=cfg.depth,
             reliability=(ReliabilityPolicy.RELIABLE if cfg.reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT),
-            durability=(DurabilityPolicy.TRANSIENT_LOCAL if topic == STREAM_END_TOPIC
+            durability=(DurabilityPolicy.TRANSIENT_LOCAL if topic in TRANSIENT_TOPICS
                         else DurabilityPolicy.VOLATILE))
     return out
 

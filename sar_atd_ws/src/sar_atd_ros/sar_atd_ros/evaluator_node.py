@@ -129,6 +129,7 @@ class EvaluatorNode(Node):
         self.proc_ms: list[float] = []
         self.t_first: float | None = None  # earliest scene stamp (s, wall clock)
         self.t_last = 0.0                  # last detections arrival (s)
+        self.t_first_arrival: float | None = None
         self.detector_info: dict[str, Any] = {}
         self.op_threshold = float("nan")
         self.end_seq: int | None = None
@@ -220,6 +221,8 @@ class EvaluatorNode(Node):
         self.proc_ms.append(float(det.processing_ms))
         self.t_first = stamp_s if self.t_first is None else min(self.t_first, stamp_s)
         self.t_last = max(self.t_last, t_arrival)
+        if self.t_first_arrival is None or t_arrival < self.t_first_arrival:
+            self.t_first_arrival = t_arrival
         self.n_pixels += int(det.scene_height) * int(det.scene_width)
         self.op_threshold = float(det.operating_threshold)
         self.detector_info = {"detector": det.detector, "backend": det.backend,
@@ -257,6 +260,10 @@ class EvaluatorNode(Node):
             "processing_p50_ms": _pct(self.proc_ms, 50),
             "scenes_per_s": self.n_eval / span if span > 0 else float("nan"),
             "megapixels_per_s": self.n_pixels / 1e6 / span if span > 0 else float("nan"),
+            # steady state: scenes after the first / time between first and last arrival
+            "scenes_per_s_steady": ((self.n_eval - 1) / (self.t_last - self.t_first_arrival)
+                                    if self.n_eval > 1 and self.t_first_arrival is not None
+                                    and self.t_last > self.t_first_arrival else float("nan")),
             "n_gt": m.get("n_gt", 0), "n_pred": m.get("n_pred", 0),
             **self.detector_info,
         }

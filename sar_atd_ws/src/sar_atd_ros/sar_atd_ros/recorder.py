@@ -58,10 +58,11 @@ class Recorder(Node):
         super().__init__("recorder", **kw)
         import importlib
 
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         from sar_atd_ros.bag import typestore
+        from sar_atd_ros.common import TRANSIENT_TOPICS
 
         declare_section(self, RecorderConfig, "recorder")
         check_unknown_parameters(self)
@@ -86,7 +87,10 @@ class Recorder(Node):
             conn = self.writer.add_connection(name, bag_type, typestore=store)
             self.create_subscription(msg_cls, topic, self._writer_for(conn),
                                      QoSProfile(depth=100,
-                                                reliability=ReliabilityPolicy.RELIABLE),
+                                                reliability=ReliabilityPolicy.RELIABLE,
+                                                durability=(DurabilityPolicy.TRANSIENT_LOCAL
+                                                            if topic in TRANSIENT_TOPICS else
+                                                            DurabilityPolicy.VOLATILE)),
                                      raw=True)
 
     def _writer_for(self, conn: Any) -> Any:

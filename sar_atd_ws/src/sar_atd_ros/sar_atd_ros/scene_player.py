@@ -201,7 +201,7 @@ class ScenePlayer(Node):
             if not self._ready():
                 return
             self._started = True
-            self._t0_wall = now + 0.5  # matched readers settle before the first sample
+            self._t0_wall = now + 1.0  # matched readers settle before the first sample
             return
         if self._awaiting is not None:
             if now - self._await_since < cfg.lossless_timeout_s:
