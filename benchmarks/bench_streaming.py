@@ -70,29 +70,15 @@ def in_process(bag: Path, detector: str, node: str) -> tuple[float, list, dict]:
     return len(scenes) / dt, dets, m
 
 
-def recorded(bag: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    from rosbags.highlevel import AnyReader
-
-    from sar_atd_ros.bag import typestore
-
-    out = []
-    with AnyReader([bag], default_typestore=typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic.endswith("/detections")]
-        for conn, _t, raw in reader.messages(connections=conns):
-            m = reader.deserialize(raw, conn.msgtype)
-            out.append((int(m.sequence), np.asarray(m.boxes_px, np.float32).reshape(-1, 4),
-                        np.asarray(m.scores, np.float32)))
-    return [(b, s) for _q, b, s in sorted(out, key=lambda x: x[0])]
-
-
 def graph(bag: Path, detector: str, layout: str, work: Path) -> dict:
+    from sar_atd_ros.bag import read_bag_detections
     from sar_atd_ros.runner import GraphOptions, run_graph
 
     tag = f"{layout}_{Path(detector).stem}"
     res = run_graph(GraphOptions(bag=bag, detector=detector, mode="lossless", layout=layout,
                                  report=work / f"report_{tag}", record=work / f"rec_{tag}",
                                  timeout_s=1800))
-    res["detections"] = recorded(work / f"rec_{tag}")
+    res["detections"] = read_bag_detections(work / f"rec_{tag}")
     return res
 
 

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 Python wheels not installed (make install)")
 pytest.importorskip("sar_atd_msgs", reason="sar_atd_msgs not built (make install)")
 
-from sar_atd_ros.bag import BagScene, read_bag_scenes, typestore, write_bag  # noqa: E402
+from sar_atd_ros.bag import BagScene, read_bag_detections, read_bag_scenes, write_bag  # noqa: E402
 from sar_atd_ros.runner import GraphOptions, offline_scene_detector, ros_env, run_graph  # noqa: E402
 
 
@@ -43,19 +43,6 @@ def small_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _recorded_detections(bag: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    from rosbags.highlevel import AnyReader
-
-    out = []
-    with AnyReader([bag], default_typestore=typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic.endswith("/detections")]
-        for conn, _t, raw in reader.messages(connections=conns):
-            m = reader.deserialize(raw, conn.msgtype)
-            out.append((int(m.sequence), np.asarray(m.boxes_px, np.float32).reshape(-1, 4),
-                        np.asarray(m.scores, np.float32)))
-    return [(b, s) for _q, b, s in sorted(out, key=lambda x: x[0])]
-
-
 @pytest.mark.slow
 def test_split_graph_over_dds_equals_in_process(small_bag: Path, tmp_path: Path) -> None:
     """player -> tiler -> detector -> evaluator: all 3 scenes evaluated, detections equal the
@@ -70,7 +57,7 @@ def test_split_graph_over_dds_equals_in_process(small_bag: Path, tmp_path: Path)
     s = result["summary"]
     assert s["scenes_evaluated"] == 3 and s["scenes_missing"] == 0
     assert s["scenes_malformed"] == 0 and s["latency_p50_ms"] > 0
-    graph = _recorded_detections(tmp_path / "rec")
+    graph = read_bag_detections(tmp_path / "rec")
     sd = offline_scene_detector(node="detector", detector="cfar")
     sd.tiler.device = __import__("torch").device("cpu")
     scenes = read_bag_scenes(small_bag)

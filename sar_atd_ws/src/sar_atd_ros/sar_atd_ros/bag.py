@@ -26,7 +26,8 @@ from sar_atd_ros.errors import BagError
 from sar_atd_ros.image import encode_image
 
 __all__ = ["SCENE_TOPIC", "GT_TOPIC", "BagScene", "typestore", "write_bag", "bag_info",
-           "format_bag_info", "open_scene_stream", "read_bag_scenes", "msg_dir"]
+           "format_bag_info", "open_scene_stream", "read_bag_scenes", "read_bag_detections",
+           "msg_dir"]
 
 SCENE_TOPIC = "/sar/scene"
 GT_TOPIC = "/sar/ground_truth"
@@ -282,3 +283,19 @@ def read_bag_scenes(path: str | Path, max_pixels: int = 1 << 28
     finally:
         stream.close()
     return out
+
+
+def read_bag_detections(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Scene detections recorded in a bag (``*/detections`` topic, e.g. by ``sar-atd run
+    --record``), in the detector's scene order: [(boxes (N, 4) float32 px, scores (N,))]."""
+    reader = _reader(Path(path))
+    out = []
+    try:
+        conns = [c for c in reader.connections if c.topic.endswith("/detections")]
+        for conn, _t, raw in (reader.messages(connections=conns) if conns else ()):
+            m = reader.deserialize(raw, conn.msgtype)
+            out.append((int(m.sequence), np.asarray(m.boxes_px, np.float32).reshape(-1, 4),
+                        np.asarray(m.scores, np.float32)))
+    finally:
+        reader.close()
+    return [(b, s) for _q, b, s in sorted(out, key=lambda x: x[0])]
