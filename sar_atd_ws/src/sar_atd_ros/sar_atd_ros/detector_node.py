@@ -107,7 +107,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         self.pub: Any = None
         self.sub: Any = None
         self._Msg = SceneDetections
-        self.n_in = self.n_out = self.n_malformed = self.n_boxes = 0
+        self.n_in = self.n_out = self.n_malformed = self.n_boxes = self.n_nonfinite = 0
         self.last_error = ""
         self.proc_ms: list[float] = []
         self.diag = Diagnostics(self, self._diag_values)
@@ -169,8 +169,10 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         ms = sorted(self.proc_ms[-200:])
         return {"scenes_received": self.n_in, "scenes_published": self.n_out,
                 "scenes_malformed": self.n_malformed, "boxes_published": self.n_boxes,
+                "scenes_nonfinite": self.n_nonfinite,
                 "processing_ms_p50": f"{ms[len(ms) // 2]:.1f}" if ms else "",
                 "lifecycle_state": self.state_label,
+                f"{self.INPUT}_queue_depth": self.qos[self.INPUT].depth,
                 "model": self.det_cfg.model, "backend": self.desc.get("backend", ""),
                 "device": self.desc.get("device", "cpu"), "model_hash": self.model_hash,
                 "warn": self.last_error}
@@ -190,6 +192,10 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
 
         if self.pub is None:  # deactivated meanwhile
             return
+        if getattr(dets, "n_nonfinite", 0):  # processed with those pixels set to 0
+            self.n_nonfinite += 1
+            self.get_logger().warning(f"scene {seq}: {dets.n_nonfinite} NaN/inf pixels set "
+                                      f"to 0 before detection")
         sp = self._spacing() or tuple(getattr(self.scene_detector.info, "pixel_spacing_m",
                                               (0.0, 0.0)))
         msg = fill_detections(self._Msg(), header, seq, dets, spacing=sp,

@@ -1,0 +1,214 @@
+"""Malformed input sent to a live detector node over DDS, and a missing/corrupt model.
+
+A real ``scene_detector`` process (rclpy, Fast DDS, host-only discovery, fresh domain id)
+gets, one after the other, a wrong encoding, a zero-size image, ``step x height`` not
+matching the data, absurd dimensions (refused against ``max_scene_pixels`` before any
+conversion), a scene above the node's ``max_scene_pixels`` and a scene with NaN/inf
+pixels, each followed by a good scene. For each: the node logs one line naming the
+problem, the matching counter on ``/diagnostics`` goes up by one, the node keeps running
+and the next good scene is processed. A corrupt model file fails configure with one line
+and leaves the node recoverable.
+"""
+
+from __future__ import annotations
+
+import array
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 Python wheels not installed (make install)")
+pytest.importorskip("sar_atd_msgs", reason="sar_atd_msgs not built (make install)")
+
+MAX_PIXELS = 200 * 200
+
+
+def _image(h: int, w: int, encoding: str, step: int, data: bytes) -> Any:
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=step)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def _good() -> Any:
+    from sensor_msgs.msg import Image
+
+    from sar_atd_ros.image import fill_image
+
+    rng = np.random.default_rng(1)
+    a = rng.rayleigh(1.0, (128, 160)).astype(np.float32)
+    a[50:62, 70:95] *= 8.0
+    return fill_image(Image(), a)
+
+
+def _nan_scene() -> Any:
+    from sensor_msgs.msg import Image
+
+    from sar_atd_ros.image import fill_image
+
+    a = np.random.default_rng(2).rayleigh(1.0, (128, 160)).astype(np.float32)
+    a[10:14, 10:20] = np.nan
+    a[30, 30] = np.inf
+    return fill_image(Image(), a)
+
+
+# (name, message factory, counter on /diagnostics, text of the one log line)
+FAULTS = [
+    ("wrong encoding", lambda: _image(8, 8, "rgb8", 24, bytes(192)), "scenes_malformed",
+     "unsupported Image encoding 'rgb8'"),
+    ("zero size", lambda: _image(0, 16, "32FC1", 64, b""), "scenes_malformed",
+     "Image has zero size: 0x16"),
+    ("step x height != data", lambda: _image(16, 16, "32FC1", 64, bytes(64 * 15)),
+     "scenes_malformed", "expected step x height = 64 x 16 = 1024"),
+    ("absurd dimensions, tiny data", lambda: _image(100000, 100000, "32FC1", 400000, bytes(8)),
+     "scenes_malformed", "100000x100000 = 10000000000 pixels exceeds max_scene_pixels"),
+    ("above max_scene_pixels", lambda: _image(250, 250, "mono8", 250, bytes(62500)),
+     "scenes_malformed", "250x250 = 62500 pixels exceeds max_scene_pixels = 40000"),
+    ("NaN/inf pixels", _nan_scene, "scenes_nonfinite", "41 NaN/inf pixels set to 0"),
+]
+
+
+class _Probe:
+    """Test-side rclpy node: publishes scenes, collects detections and diagnostics."""
+
+    def __init__(self, domain_id: int) -> None:
+        import os
+
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from sar_atd_msgs.msg import SceneDetections
+        from sensor_msgs.msg import Image
+
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("fault_probe", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.dets: list[Any] = []
+        self.diag: dict[str, str] = {}
+        self.node.create_subscription(SceneDetections, "/sar/detections", self.dets.append, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.pub = self.node.create_publisher(Image, "/sar/scene", 10)
+
+    def _on_diag(self, msg: Any) -> None:
+        for st in msg.status:
+            if st.name.endswith("scene_detector"):
+                self.diag = {kv.key: kv.value for kv in st.values} | {"message": st.message}
+
+    def spin_until(self, cond: Any, timeout_s: float) -> bool:
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end:
+            if cond():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return bool(cond())
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_malformed_scenes_are_counted_logged_and_survived(tmp_path: Path) -> None:
+    """Each malformed scene: one log line naming it, its counter +1, next good scene done."""
+    from sar_atd_ros.runner import ros_env
+
+    env = ros_env()
+    log = tmp_path / "scene_detector.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sar_atd_ros.scene_detector", "--ros-args", "-r",
+             "__ns:=/sar", "-p", "detector.model:=cfar", "-p", "detector.device:=cpu",
+             "-p", "tiler.device:=cpu", "-p", f"node.max_scene_pixels:={MAX_PIXELS}",
+             "-p", "qos.scene.depth:=10"],
+            env=env, stdout=fh, stderr=subprocess.STDOUT)
+    probe = _Probe(int(env["ROS_DOMAIN_ID"]))
+    try:
+        assert probe.spin_until(lambda: probe.node.count_subscribers("/sar/scene") == 1
+                                and probe.node.count_publishers("/sar/detections") == 1, 60), \
+            log.read_text()
+        probe.pub.publish(_good())
+        assert probe.spin_until(lambda: len(probe.dets) == 1, 60), log.read_text()
+        for name, make, counter, _line in FAULTS:
+            assert probe.spin_until(lambda c=counter: c in probe.diag, 10), probe.diag
+            before = int(probe.diag[counter])
+            n_dets = len(probe.dets)
+            probe.pub.publish(make())
+            probe.pub.publish(_good())
+            want = n_dets + (2 if counter == "scenes_nonfinite" else 1)
+            assert probe.spin_until(lambda w=want: len(probe.dets) >= w, 30), \
+                f"{name}: next good scene not processed\n{log.read_text()[-1500:]}"
+            assert probe.spin_until(
+                lambda c=counter, b=before: int(probe.diag.get(c, -1)) == b + 1, 10), \
+                f"{name}: {counter} {probe.diag}"
+            assert proc.poll() is None, f"{name}: node died\n{log.read_text()}"
+        assert probe.diag["message"], "diagnostics carry no warning after rejected scenes"
+        for key in ("model", "backend", "device", "model_hash", "scene_queue_depth",
+                    "scenes_received", "scenes_published", "lifecycle_state"):
+            assert key in probe.diag, key
+        assert probe.diag["scene_queue_depth"] == "10"
+        nan_msg = probe.dets[-2]
+        assert nan_msg.n_nonfinite == 41
+    finally:
+        probe.close()
+        _stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text
+    for name, _make, _counter, line in FAULTS:
+        assert text.count(line) == 1, f"{name}: '{line}' logged {text.count(line)} times"
+
+
+@pytest.mark.slow
+def test_corrupt_model_fails_configure_and_recovers(tmp_path: Path) -> None:
+    """A corrupt model file: configure fails with one line, the node stays unconfigured and
+    alive; with the file replaced by a valid one, configure succeeds."""
+    import shutil
+
+    from sar_atd_ros.lifecycle import LifecycleClient
+    from sar_atd_ros.runner import ros_env
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"this is not a torch checkpoint" * 100)
+    env = ros_env()
+    log = tmp_path / "node.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sar_atd_ros.scene_detector", "--ros-args", "-r",
+             "__ns:=/sar", "-p", "node.autostart:=false", "-p", f"detector.model:={model}",
+             "-p", "detector.device:=cpu", "-p", "tiler.device:=cpu"],
+            env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        with LifecycleClient(int(env["ROS_DOMAIN_ID"]), name="corrupt_model_test") as client:
+            assert client.wait_for("/sar/scene_detector", 60), log.read_text()
+            assert client.change("/sar/scene_detector", "configure") is False
+            assert proc.poll() is None
+            assert client.get_state("/sar/scene_detector") == "unconfigured"
+            shutil.copy(Path(__file__).resolve().parents[1] / "models" / "default.pt", model)
+            assert client.change("/sar/scene_detector", "configure") is True
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    lines = [ln for ln in text.splitlines() if "configure failed" in ln]
+    assert len(lines) == 1 and str(model) in lines[0], text
+    assert "Traceback" not in text
