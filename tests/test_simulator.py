@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from sar_atd.errors import BankError
 from sar_atd.sar.chips import MSTAR_CLASSES
 from sar_atd.sar.sensor import SensorConfig, form_image
+from sar_atd_training.errors import BankError
 from sar_atd_training.simulator import SceneObject, render_object, scene_object, simulate_signature
 from sar_atd_training.simulator.bank import BankConfig, SignatureBank, SignatureRecord, write_bank
 from sar_atd_training.simulator.geometry import box, sample_quads

@@ -61,7 +61,6 @@ def test_few_steps_reduce_the_loss(tmp_path) -> None:
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
     # the final weights file is what users deploy: it must load safely (weights_only)
     from sar_atd.backends import load_detector
-
     from sar_atd.detectors import Detections
 
     det = load_detector(tmp_path / "run" / "model_final.pt")
@@ -233,3 +232,115 @@ def test_ddp_two_processes_gloo(tmp_path) -> None:
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and ckpt["step"] == 2
     assert len(read_losses(tmp_path / "run" / "train.csv")) == 2
+
+
+def _tree_digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_existing_run_is_never_overwritten(tmp_path) -> None:
+    """A second run into a folder holding a run is refused before any work, leaving every
+    file as it was; --overwrite replaces it cleanly (train.csv starts again at step 1)."""
+    from sar_atd_training.errors import RunFolderError
+
+    run = tmp_path / "run"
+    train(tiny_config(steps=2), run, progress=False)
+    before = _tree_digest(run)
+    with pytest.raises(RunFolderError, match=r"already holds a run .*--resume.*--overwrite"):
+        train(tiny_config(steps=1), run, progress=False)
+    assert _tree_digest(run) == before
+    with pytest.raises(RunFolderError, match="contradict"):
+        train(tiny_config(steps=1), run, resume=True, overwrite=True, progress=False)
+    train(tiny_config(steps=1), run, overwrite=True, progress=False)
+    with (run / "train.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1]
+    assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 1
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunFolderError, match="is a file"):
+        train(tiny_config(steps=1), tmp_path / "afile", progress=False)
+
+
+def test_resume_checks_the_recipe_and_never_repeats_a_step(tmp_path) -> None:
+    """A resume with another recipe is refused with the differing keys listed; a safe change
+    (the step count) is accepted, recorded, and claimed by config.yaml; rows the interrupted
+    process logged after its checkpoint are dropped, so train.csv holds each step once."""
+    from sar_atd_training.errors import RunFolderError
+
+    run = tmp_path / "run"
+    train(tiny_config(steps=4), run, stop_after=2, progress=False)
+    with (run / "train.csv").open("a") as f:  # a row the killed process wrote after step 2
+        f.write("3" + ",1.0" * (len((run / "train.csv").read_text().splitlines()[0]
+                                    .split(",")) - 1) + "\n")
+    with pytest.raises(RunFolderError,
+                       match=r"fgsm_epsilon: 2\.0 -> 1\.0; lr: 0\.01 -> 0\.02\)"):
+        train(tiny_config(steps=4, lr=0.02, fgsm_epsilon=1.0), run, resume=True,
+              progress=False)
+    rec = train(tiny_config(steps=5), run, resume=True, progress=False)
+    with (run / "train.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5]
+    assert rec["resumes"] == [{"step": 2, "changed": {"steps": [4, 5]}}]
+    assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 5
+
+
+def test_empty_config_and_unknown_data_keys_are_errors(tmp_path) -> None:
+    """An empty recipe file is an error (not a silent full default run); unknown keys of
+    the data section are refused when the recipe is read, before any work."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_train_config(empty)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": {"kind": "overlay", "banks": "x"}}))
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['banks'\] for kind 'overlay'"):
+        load_train_config(bad)
+    bad.write_text(yaml.safe_dump({"data": {"kind": "toy", "sides": 3}}))
+    with pytest.raises(ConfigError, match=r"\['sides'\]"):
+        load_train_config(bad)
+    bad.write_text(yaml.safe_dump({"data": {"kind": "real"}}))
+    with pytest.raises(ConfigError, match="unknown kind 'real'"):
+        load_train_config(bad)
+    bad.write_text(yaml.safe_dump({"steps": 0}))
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
+        load_train_config(bad)
+
+
+_KILL_WRITER = r"""
+import sys, time, torch
+from sar_atd.models import checkpoint
+
+real_save = torch.save
+
+def slow_save(obj, fh, *a, **k):
+    real_save(obj, fh, *a, **k)
+    fh.flush()
+    print("WRITING", flush=True)
+    time.sleep(60)
+
+checkpoint.torch.save = slow_save
+checkpoint.atomic_save({"format": "new", "w": torch.ones(1_000_000)}, sys.argv[1])
+"""
+
+
+def test_killed_checkpoint_write_leaves_old_file_and_no_visible_temporary(tmp_path) -> None:
+    """A process killed while its checkpoint temporary demonstrably exists leaves the old
+    checkpoint readable, no visible temporary, and the next run removes the hidden one."""
+    from sar_atd.atomic import clean_stale_temporaries
+    from sar_atd.models.checkpoint import atomic_save
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint.pt"
+    atomic_save({"format": "old", "w": torch.zeros(3)}, ckpt)
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(ckpt)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "WRITING"
+        temps = [p for p in run.iterdir() if p.name != "checkpoint.pt"]
+        assert len(temps) == 1 and temps[0].stat().st_size > 4_000_000  # demonstrably there
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert torch.load(ckpt, weights_only=True)["format"] == "old"
+    assert [p.name for p in run.iterdir() if not p.name.startswith(".")] == ["checkpoint.pt"]
+    assert clean_stale_temporaries(ckpt) == temps
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]

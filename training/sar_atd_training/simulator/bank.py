@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from sar_atd.errors import BankError
 from sar_atd.sar.chips import MSTAR_CLASSES
+from sar_atd_training.errors import BankError
 
 LOG = logging.getLogger(__name__)
 

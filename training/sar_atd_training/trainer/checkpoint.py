@@ -52,8 +52,11 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, model_
                              model_kwargs: dict[str, Any], optimizer: torch.optim.Optimizer,
                              scheduler: Any, scaler: Any, config: dict[str, Any], step: int,
                              data_state: dict[str, Any], world_size: int,
-                             wall_time_s: float) -> Path:
-    """Write the full checkpoint atomically (temp file + rename)."""
+                             wall_time_s: float, resumes: list[dict[str, Any]] | None = None
+                             ) -> Path:
+    """Write the full checkpoint atomically (hidden temporary file + rename).
+
+    ``resumes`` lists the earlier resumes of the run (step and recipe keys changed)."""
     obj = {
         "format": CHECKPOINT_FORMAT, "model_name": model_name,
         "model_kwargs": {k: v for k, v in model_kwargs.items() if k != "backbone_weights"},
@@ -61,6 +64,7 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, model_
         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "config": config,
         "step": int(step), "rng": capture_rng(), "data_state": data_state,
         "world_size": int(world_size), "wall_time_s": float(wall_time_s),
+        "resumes": list(resumes or []),
     }
     return atomic_save(obj, path)
 

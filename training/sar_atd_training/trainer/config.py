@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sar_atd.config import from_dict, load_yaml
+from sar_atd.errors import ConfigError
 
 
 @dataclass
@@ -140,8 +141,21 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     """Read a recipe YAML (strict keys) with optional top-level overrides.
 
     Raises:
-        ConfigError: unreadable file, unknown key, wrong type or out-of-range value.
+        ConfigError: unreadable or empty file, unknown key (the ``data`` section included),
+            wrong type or out-of-range value.
     """
     data = load_yaml(path)
+    if not data:
+        raise ConfigError(f"config {path} is empty (a recipe must set at least its model "
+                          "and data; see training/configs/)")
     data.update(overrides or {})
-    return from_dict(TrainConfig, data, where=str(path))
+    try:
+        cfg = from_dict(TrainConfig, data, where=str(path))
+    except ValueError as err:  # range checks of __post_init__
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{path}: {err}") from None
+    from sar_atd_training.trainer.data import check_data_section
+
+    check_data_section(cfg.data, where=f"{path}: data")
+    return cfg

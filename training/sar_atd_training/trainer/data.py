@@ -116,12 +116,7 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     from sar_atd_training import overlay  # lazy: heavy
     from sar_atd_training.clutter import BackgroundSet, ClutterConfig
 
-    known = {"kind", "bank", "backgrounds", "generated_backgrounds", "background_seed",
-             "overlay", "generation_batch", "device"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"data: unknown key(s) {unknown} for kind 'overlay'; "
-                         f"known: {sorted(known)}")
+    check_data_section(data)
     ov = dict(data.get("overlay") or {})
     ov.setdefault("image_size", input_size)
     cfg = from_dict(overlay.OverlayConfig, ov, where="data.overlay")
@@ -156,16 +151,39 @@ DATASETS: dict[str, Callable[[dict[str, Any], int], DatasetFactory]] = {
 }
 
 
+# data.kind -> keys its section accepts (checked before any work starts).
+DATA_KEYS: dict[str, frozenset[str]] = {
+    "overlay": frozenset({"kind", "bank", "backgrounds", "generated_backgrounds",
+                          "background_seed", "overlay", "generation_batch", "device"}),
+    "toy": frozenset({"kind", *ToyConfig.__dataclass_fields__}),
+}
+
+
+def check_data_section(data: dict[str, Any], where: str = "data") -> None:
+    """Refuse an unknown ``data.kind`` or keys its dataset does not accept.
+
+    Raises:
+        ConfigError: naming the unknown kind or keys and listing the accepted ones.
+    """
+    from sar_atd.errors import ConfigError
+
+    kind = data.get("kind")
+    if kind not in DATASETS:
+        raise ConfigError(f"{where}: unknown kind {kind!r}; choices: {sorted(DATASETS)}")
+    unknown = sorted(set(data) - DATA_KEYS[kind])
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for kind {kind!r}; "
+                          f"known: {sorted(DATA_KEYS[kind])}")
+
+
 def build_dataset_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     """The dataset factory of a recipe's ``data`` section.
 
     Raises:
-        ValueError: unknown ``data.kind`` (lists the choices).
+        ConfigError: unknown ``data.kind`` or keys (lists the choices).
     """
-    kind = data.get("kind")
-    if kind not in DATASETS:
-        raise ValueError(f"unknown data.kind {kind!r}; choices: {sorted(DATASETS)}")
-    return DATASETS[kind](data, input_size)
+    check_data_section(data)
+    return DATASETS[data["kind"]](data, input_size)
 
 
 class DataStream:

@@ -13,6 +13,14 @@ Outputs in ``--out``: ``config.yaml`` (resolved recipe), ``checkpoint.pt`` (late
 checkpoint, atomic), ``model_final.pt`` (weights only, for ``load_detector``), ``train.csv``
 (per-step scalars), ``val.csv`` + ``val.jsonl`` (validation figures), ``tb/`` (TensorBoard),
 ``record.json`` (seed, steps, wall time, hardware, final figures).
+
+A run folder is never overwritten silently: a folder that already holds a run is refused
+unless ``--resume`` (continue from its checkpoint) or ``--overwrite`` (delete that run's
+files first) is given. A resume must use the recipe stored in the checkpoint; only the keys
+in :data:`SAFE_RESUME_KEYS` may differ (each change is logged and kept in the record's
+``resumes``). On resume, log rows written after the checkpoint by the interrupted process
+are dropped, so ``train.csv`` never repeats a step. Files are written atomically; stale
+hidden temporaries of a killed write are removed at start.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +41,9 @@ import numpy as np
 import torch
 import yaml
 
+from sar_atd.atomic import atomic_write_json, atomic_write_text, clean_stale_temporaries
 from sar_atd.config import to_dict
+from sar_atd_training.errors import RunFolderError
 from sar_atd_training.trainer.config import TrainConfig, load_train_config
 from sar_atd_training.trainer.data import DatasetFactory, DataStream, build_dataset_factory, take
 from sar_atd_training.trainer.utils import CsvLog, DistInfo, barrier, init_distributed
@@ -39,6 +51,95 @@ from sar_atd_training.trainer.utils import CsvLog, DistInfo, barrier, init_distr
 log = logging.getLogger("sar_atd_training.trainer")
 
 CHECKPOINT_NAME = "checkpoint.pt"
+RUN_FILES = (CHECKPOINT_NAME, "model_final.pt", "config.yaml", "train.csv", "val.csv",
+             "val.jsonl", "record.json", "tb")
+"""What a training run writes into its folder (``--overwrite`` deletes exactly these)."""
+
+SAFE_RESUME_KEYS = frozenset({"steps", "device", "log_interval", "val_interval",
+                              "val_images", "val_patchworks", "val_score_threshold"})
+"""Recipe keys a resume may change: the step count (extends or shortens the run; the
+learning-rate schedule follows the new count from the resumed step on), where it runs, and
+logging/validation settings that do not touch the weights. Any other difference is refused."""
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_differences(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys (dotted) whose values differ between two recipe dicts: ``{key: (stored, new)}``."""
+    a, b = _flatten(stored), _flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume_recipe(stored: dict[str, Any], new: dict[str, Any], where: Path
+                        ) -> dict[str, tuple[Any, Any]]:
+    """Refuse a resume whose recipe differs from the stored one beyond the safe keys.
+
+    Returns:
+        The accepted (safe) differences.
+
+    Raises:
+        RunFolderError: listing every differing key that is not in :data:`SAFE_RESUME_KEYS`.
+    """
+    diff = recipe_differences(stored, new)
+    unsafe = {k: v for k, v in diff.items() if k.split(".")[0] not in SAFE_RESUME_KEYS}
+    if unsafe:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in unsafe.items())
+        raise RunFolderError(
+            f"--resume: the recipe differs from the one {where} was trained with ({listed}); "
+            f"only {sorted(SAFE_RESUME_KEYS)} may change on resume")
+    return diff
+
+
+def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check (and for ``overwrite`` clear) a run folder before any work starts.
+
+    Raises:
+        RunFolderError: the folder holds a run and neither ``resume`` nor ``overwrite`` is
+            given, both are given, or the path is a file / not writable.
+    """
+    if resume and overwrite:
+        raise RunFolderError("--resume and --overwrite contradict each other")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"run folder {out_dir} is a file")
+    probe = out_dir if out_dir.exists() else next(
+        (p for p in out_dir.parents if p.exists()), Path("."))
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise RunFolderError(f"cannot write the run folder {out_dir}: "
+                             f"{probe} is not a writable folder")
+    present = [n for n in RUN_FILES if (out_dir / n).exists()]
+    if present and not resume and not overwrite:
+        raise RunFolderError(
+            f"run folder {out_dir} already holds a run ({', '.join(present)}); continue it "
+            "with --resume, replace it with --overwrite, or choose another --out")
+    if overwrite:
+        for n in present:
+            p = out_dir / n
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for n in RUN_FILES:
+        clean_stale_temporaries(out_dir / n)
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Rewrite a CSV/JSONL log keeping only rows of steps <= ``step`` (atomic)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if path.suffix == ".jsonl":
+        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    else:
+        header, rows = lines[:1], lines[1:]
+        col = header[0].rstrip("\r\n").split(",").index("step") if header else 0
+        keep = header + [r for r in rows if r.strip() and int(float(r.split(",")[col])) <= step]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(keep))
 
 
 def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -48,7 +149,11 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder (default runs/<config stem>)")
     parser.add_argument("--resume", action="store_true",
-                        help="resume from <out>/checkpoint.pt (exactly where it stopped)")
+                        help="resume from <out>/checkpoint.pt (exactly where it stopped; the "
+                             "recipe must match the stored one except steps, device and "
+                             "logging/validation settings)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in --out and start afresh")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--device", default=None, help="override the recipe's device")
     parser.add_argument("--bank", type=Path, default=None,
@@ -123,14 +228,17 @@ class _Validation:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
-          dataset_factory: DatasetFactory | None = None, stop_after: int | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          overwrite: bool = False, dataset_factory: DatasetFactory | None = None,
+          stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Train a detector with recipe ``cfg`` into ``out_dir``.
 
     Args:
         cfg: the recipe.
         out_dir: run folder (checkpoints, logs).
-        resume: continue from ``out_dir/checkpoint.pt``.
+        resume: continue from ``out_dir/checkpoint.pt`` (same recipe, see
+            :data:`SAFE_RESUME_KEYS`).
+        overwrite: delete the run already in ``out_dir`` first (without it, or ``resume``,
+            a folder holding a run is refused).
         dataset_factory: ``factory(seed) -> iterable of (uint8 image, target)``; default
             built from ``cfg.data`` (:data:`~sar_atd_training.trainer.data.DATASETS`).
         stop_after: stop (like a kill) after this global step, once its checkpoint, if any,
@@ -142,6 +250,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
     Raises:
         CheckpointError: ``resume`` with a missing, corrupt or mismatched checkpoint.
+        RunFolderError: the folder holds a run (no ``resume``/``overwrite``), is not
+            writable, or the resumed recipe differs beyond the safe keys.
     """
     from torch.nn.parallel import DistributedDataParallel
     from tqdm import tqdm
@@ -161,6 +271,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     device = resolve_device(cfg.device, dist)
     use_amp = cfg.amp and device.type == "cuda"
     if dist.is_main:
+        prepare_run_folder(out_dir, resume=resume, overwrite=overwrite)
         out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)  # same initial weights on every rank
     factory = dataset_factory or build_dataset_factory(cfg.data, cfg.input_size)
@@ -171,6 +282,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, wall_before = 0, 0.0
+    resumes: list[dict[str, Any]] = []
     ckpt_path = out_dir / CHECKPOINT_NAME
     if resume:
         if not ckpt_path.is_file():
@@ -179,8 +291,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                                         model_kwargs=model_kwargs, optimizer=optimizer,
                                         scheduler=scheduler, scaler=scaler)
         step, wall_before = int(ckpt["step"]), float(ckpt.get("wall_time_s", 0.0))
+        changed = check_resume_recipe(ckpt.get("config") or {}, to_dict(cfg), ckpt_path)
+        resumes = list(ckpt.get("resumes") or [])
+        resumes.append({"step": step, "changed": {k: [a, b] for k, (a, b) in changed.items()}})
         if dist.is_main:
-            log.info("resumed from %s at step %d", ckpt_path, step)
+            log.info("resumed from %s at step %d%s", ckpt_path, step,
+                     "".join(f"; {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+            for name in ("train.csv", "val.csv", "val.jsonl"):
+                _drop_rows_after(out_dir / name, step)
     model: torch.nn.Module = raw_model
     if dist.enabled:
         model = DistributedDataParallel(
@@ -193,7 +311,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
     writer = csv_log = None
     if dist.is_main:
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         csv_log = CsvLog(out_dir / "train.csv")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -259,7 +377,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                         model_kwargs=model_kwargs, optimizer=optimizer, scheduler=scheduler,
                         scaler=scaler, config=to_dict(cfg), step=step,
                         data_state=stream.state(), world_size=dist.world_size,
-                        wall_time_s=wall_before + time.perf_counter() - t_start)
+                        wall_time_s=wall_before + time.perf_counter() - t_start,
+                        resumes=resumes)
                 barrier(dist)
                 stream.reset(step)  # new segment: what a resume from here will see
             if dist.is_main and cfg.val_interval and step % cfg.val_interval == 0 \
@@ -273,6 +392,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
     wall = wall_before + time.perf_counter() - t_start
     record: dict[str, Any] = {"model": cfg.model, "seed": cfg.seed, "step": step,
                               "steps": cfg.steps, "wall_time_s": wall}
+    if resumes:
+        record["resumes"] = resumes
     if step >= cfg.steps and dist.is_main:
         last_val = validate(step)
         record.update({
@@ -288,7 +409,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
         })
         save_weights(out_dir / "model_final.pt", raw_model, cfg.model, model_kwargs,
                      extra={"config": to_dict(cfg), "record": record, "step": step})
-        (out_dir / "record.json").write_text(json.dumps(record, indent=2))
+        atomic_write_json(out_dir / "record.json", record, indent=2)
         log.info("done: %d steps in %.0f s -> %s", step, wall, out_dir / "model_final.pt")
     if writer is not None:
         writer.close()
@@ -307,7 +428,8 @@ def main(args: argparse.Namespace) -> int:
         if value is not None:
             cfg.data[key] = str(value)
     out = args.out or Path("runs") / args.config.stem
-    train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    train(cfg, out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+          progress=not args.no_progress)
     return 0
 
 

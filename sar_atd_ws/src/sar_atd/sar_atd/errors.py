@@ -23,7 +23,3 @@ class CheckpointError(SarAtdError, ValueError):
 
 class BackendError(SarAtdError, RuntimeError):
     """An inference backend is unavailable or failed to load its model."""
-
-
-class BankError(SarAtdError, ValueError):
-    """A signature bank is missing, corrupt, or does not match the requested configuration."""
