@@ -55,6 +55,8 @@ class DetectorNodeConfig:
             (scenes are resampled to the model's spacing when they differ by > 5 %).
         orientation: side of the scene the radar is on ("" = the model's convention).
         max_scene_pixels: scenes above this many pixels are refused before conversion.
+        vision_msgs: also publish vision_msgs/Detection2DArray on ``detections_vision``
+            (RViz/Foxglove overlays) where vision_msgs is installed (a warning otherwise).
         max_pending_scenes: (``detector`` only) scenes with incomplete tile batches kept
             before the oldest is dropped and counted.
     """
@@ -66,6 +68,7 @@ class DetectorNodeConfig:
     orientation: str = ""
     max_scene_pixels: int = DEFAULT_MAX_PIXELS
     max_pending_scenes: int = 4
+    vision_msgs: bool = False
 
     def __post_init__(self) -> None:
         if not self.wait_poll_s > 0:
@@ -106,6 +109,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         self.model_hash = ""
         self.pub: Any = None
         self.sub: Any = None
+        self.vision_pub: Any = None
         self._Msg = SceneDetections
         self.n_in = self.n_out = self.n_malformed = self.n_boxes = self.n_nonfinite = 0
         self.last_error = ""
@@ -138,6 +142,15 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
             self.sub = self._subscribe()
         if self.pub is None:
             self.pub = self.create_publisher(self._Msg, "detections", self.qos["detections"])
+        if self.vision_pub is None and self.node_cfg.vision_msgs:
+            try:
+                from vision_msgs.msg import Detection2DArray
+            except ImportError:
+                self.get_logger().warning("node.vision_msgs is set but vision_msgs is not "
+                                          "installed: no detections_vision output")
+            else:
+                self.vision_pub = self.create_publisher(Detection2DArray, "detections_vision",
+                                                        self.qos["detections"])
 
     def _stop_processing(self) -> None:
         if self.sub is not None:
@@ -146,6 +159,9 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         if self.pub is not None:
             self.destroy_publisher(self.pub)
             self.pub = None
+        if self.vision_pub is not None:
+            self.destroy_publisher(self.vision_pub)
+            self.vision_pub = None
 
     def _load(self) -> Any:
         from sar_atd.runtime import is_neural_spec, resolve_detector
@@ -208,8 +224,23 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         self.proc_ms.append(ms)
         del self.proc_ms[:-1000]
         self.pub.publish(msg)
+        if self.vision_pub is not None:
+            self.vision_pub.publish(_vision_array(header, dets))
         self.n_out += 1
         self.n_boxes += len(dets)
+
+
+def _vision_array(header: Any, dets: Any) -> Any:
+    """vision_msgs/Detection2DArray of scene detections (rclpy classes)."""
+    import importlib
+
+    from sar_atd_ros.convert import to_detection2d_array
+
+    def types(name: str) -> Any:
+        pkg, _, cls = name.split("/")
+        return getattr(importlib.import_module(f"{pkg}.msg"), cls)
+
+    return to_detection2d_array(types, header, dets.boxes, dets.scores)
 
 
 class SceneDetectorNode(_DetectorBase):
