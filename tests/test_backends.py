@@ -282,3 +282,16 @@ def test_default_model_onnx_parity_on_real_patchwork(mstar_chips, tmp_path) -> N
         np.testing.assert_allclose(b.scores, a.scores, atol=1e-4)
         n += len(a)
     assert n > 0
+
+
+def test_int8_calibration_tiles_come_from_the_recipe_pipeline(tmp_path) -> None:
+    """Calibration batches are (B, 1, T, T) float32 8-bit images of the model's recipe."""
+    from sar_atd_training.export import calibration_batches
+
+    recipe = {"model": "retinanet_r18_fpn", "input_size": 64, "steps": 1,
+              "data": {"kind": "toy"}}
+    batches = list(calibration_batches(recipe, tmp_path, n_batches=2, batch=3, tile=64))
+    assert len(batches) == 2
+    for b in batches:
+        assert b.shape == (3, 1, 64, 64) and b.dtype == np.float32
+        assert 0 <= b.min() and b.max() <= 255 and b.std() > 0

@@ -46,6 +46,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 ONNX_FORMAT = "sar_atd.onnx/1"
@@ -186,6 +188,54 @@ def _weights_to_fp16(proto: Any) -> None:
         graph.node.insert(i, node)
 
 
+def calibration_batches(train_config: dict[str, Any], bank: str | Path, n_batches: int,
+                        batch: int, tile: int, seed: int = 2_000_003) -> Any:
+    """INT8 calibration data: ``n_batches`` float32 (batch, 1, tile, tile) arrays in 8-bit
+    units, overlay-pipeline images of the model's own recipe (a seed disjoint from the
+    training and validation streams), generated lazily."""
+    from sar_atd_training.evaluation.operating_point import recipe_factory
+
+    factory, _ = recipe_factory(train_config, bank, tile)
+    stream = iter(factory(seed))
+    for _ in range(n_batches):
+        imgs = [next(stream)[0].numpy().reshape(tile, tile) for _ in range(batch)]
+        yield np.stack(imgs)[:, None].astype(np.float32)
+
+
+def build_engine_file(checkpoint: str | Path, out: str | Path, *, batch: int, tile: int,
+                      precision: str = "fp16", bank: str | Path | None = None,
+                      calibration_batches_n: int = 16, score_threshold: float = 0.01) -> Path:
+    """Checkpoint -> batched ONNX (``out`` with suffix ``.onnx``) -> TensorRT engine ``out``.
+
+    Raises:
+        BackendError: TensorRT missing (naming the package) or the build failing.
+        ValueError: INT8 without a bank for calibration tiles.
+    """
+    from sar_atd.atomic import atomic_write_json
+    from sar_atd.backends.tensorrt_backend import build_engine, import_tensorrt
+    from sar_atd.models.checkpoint import read_checkpoint
+    from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
+
+    trt = import_tensorrt()  # fail before the export when TensorRT is missing
+    out = Path(out)
+    ckpt = read_checkpoint(checkpoint)
+    calib = None
+    if precision == "int8":
+        if bank is None or not isinstance(ckpt.get("config"), dict):
+            raise ValueError("an INT8 engine needs --bank and a model file that stores its "
+                             "training recipe (calibration tiles come from its overlay "
+                             "pipeline)")
+        calib = calibration_batches(ckpt["config"], bank, calibration_batches_n, batch, tile)
+    onnx_path = export_checkpoint(checkpoint, out.with_suffix(".onnx"),
+                                  score_threshold=score_threshold, batch=batch, tile=tile)
+    build_engine(onnx_path, out, precision=precision, calibration=calib)
+    info = ModelInfo.from_dict(ckpt.get(METADATA_KEY))
+    atomic_write_json(out.with_suffix(".json"), {
+        "onnx": str(onnx_path), "model_hash": file_sha256(onnx_path),
+        "tensorrt": trt.__version__, "precision": precision, METADATA_KEY: info.to_dict()})
+    return out
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = False,
                       opset: int = 17, score_threshold: float = 0.01,
                       batch: int | None = None, tile: int | None = None) -> Path:
@@ -200,7 +250,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = F
 
     out = Path(out)
     if out.suffix not in (".onnx", ".pt"):
-        raise ValueError(f"--out must end in .onnx or .pt, got {out}")
+        raise ValueError(f"--out must end in .onnx, .pt or .engine, got {out}")
     overrides: dict[str, Any] = {"score_thresh": score_threshold}
     model, ckpt = load_model(checkpoint, device="cpu", **overrides)
     kwargs = dict(ckpt["model_kwargs"])
@@ -217,6 +267,15 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.score_threshold <= 1.0:
         raise SystemExit(f"sar-atd export: error: --score-threshold must be in [0, 1], got "
                          f"{args.score_threshold}")
+    if args.out.suffix == ".engine":
+        if args.batch is None or args.tile is None:
+            raise SystemExit("sar-atd export: error: a TensorRT engine needs --batch and "
+                             "--tile (static tile graph)")
+        path = build_engine_file(args.checkpoint, args.out, batch=args.batch, tile=args.tile,
+                                 precision=args.precision, bank=args.bank,
+                                 score_threshold=args.score_threshold)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
     path = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, opset=args.opset,
                              score_threshold=args.score_threshold, batch=args.batch,
                              tile=args.tile)
@@ -229,7 +288,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX or weights-only .pt",
                               description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="trainer checkpoint (.pt)")
-    p.add_argument("--out", required=True, type=Path, help="model.onnx or model.pt")
+    p.add_argument("--out", required=True, type=Path,
+                   help="model.onnx, model.pt or model.engine (TensorRT 10.x; needs "
+                        "--batch/--tile)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                   help="TensorRT engine precision (.engine only)")
+    p.add_argument("--bank", type=Path, default=None,
+                   help="signature bank for INT8 calibration tiles (overlay pipeline)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--score-threshold", type=float, default=0.01,

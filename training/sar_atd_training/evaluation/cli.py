@@ -82,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     b.set_defaults(func=run_build_patchworks)
 
+    from sar_atd_training.evaluation.operating_point import register_operating_point
+
+    register_operating_point(sub)
+
 
 def _usage(msg: str) -> int:
     print(f"sar-atd eval: error: {msg}", file=sys.stderr)

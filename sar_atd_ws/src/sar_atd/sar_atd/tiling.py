@@ -32,7 +32,7 @@ from sar_atd.sar.lut import power_law_render
 __all__ = ["TilerConfig", "Tiler", "TileBatch", "PreparedScene", "tile_grid", "axis_starts",
            "resolve_device", "SceneInputError"]
 
-_ROW_BLOCK_PIXELS = 1 << 20  # rendering block: about 1 Mpixel of temporaries at a time
+_ROW_BLOCK_PIXELS = 1 << 18  # rendering block: ~0.26 Mpixel of temporaries at a time
 _QUANTILE_SAMPLE = 1 << 20  # pixels sampled (strided) for the content-anchored white point
 
 
@@ -220,13 +220,18 @@ class Tiler:
         h, w = int(t.shape[0]), int(t.shape[1])
         if t.dtype == torch.uint8:
             return PreparedScene(t.to(self.device).contiguous(), 0, dtype_name)
-        ref = None
+        ref: list[float] = []  # the scene's white point, computed once when needed
         out = torch.empty((h, w), dtype=torch.uint8, device=self.device)
         rows = max(1, _ROW_BLOCK_PIXELS // max(1, w))
         n_bad = 0
         for r0 in range(0, h, rows):
             block = t[r0:r0 + rows].to(self.device)
             amp = self._amplitude(block)
+            # one reduction in the common case: the sum of amplitudes (>= 0) is finite
+            # exactly when every pixel is (barring overflow, which takes the slow path)
+            if block.dtype == torch.uint16 or bool(torch.isfinite(amp.sum())):
+                out[r0:r0 + rows] = self._render(amp, t, ref)
+                continue
             finite = torch.isfinite(amp)
             if not bool(finite.all()):
                 bad = int((~finite).sum())
@@ -237,11 +242,16 @@ class Tiler:
                 n_bad += bad
                 amp = torch.where(finite, amp, torch.zeros((), dtype=amp.dtype,
                                                            device=amp.device))
-            if ref is None:
-                ref = self._white_point(t)
-            out[r0:r0 + rows] = power_law_render(amp, self.cfg.gamma, ref)
-            del block, amp, finite
+            out[r0:r0 + rows] = self._render(amp, t, ref)
         return PreparedScene(out, n_bad, dtype_name)
+
+    def _render(self, amp: torch.Tensor, scene: torch.Tensor, ref: list[float]
+                ) -> torch.Tensor:
+        """8-bit rendering of an amplitude block with the scene's white point (``ref``
+        holds it once computed)."""
+        if not ref:
+            ref.append(self._white_point(scene))
+        return power_law_render(amp, self.cfg.gamma, ref[0])
 
     # ---- tiling ---------------------------------------------------------------------
     def grid(self, h: int, w: int) -> np.ndarray:
