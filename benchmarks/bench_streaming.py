@@ -11,6 +11,11 @@ Rayleigh clutter with bright targets, written to a temporary folder; or ``--bag`
   layouts (one-process ``scene_detector``; separate ``tiler`` + ``detector``);
 * equality: the graph's recorded detections vs the in-process ones (same count per scene,
   boxes within 1e-3 px) and AP25/AP50 of both;
+* equality with ``sar-atd eval --tile`` (``--equality``): a COCO dataset of 928 x 928
+  uint8 scenes (2 x 2 real patchworks when ``../shared/data`` is present, else synthetic)
+  goes through ``bag make`` and the graph (lossless); the graph's detections are compared
+  with the in-process scene detector of ``eval --tile`` (count per scene, boxes within
+  1e-3 px) and its AP25/AP50 with the ``eval --tile`` report (within 0.005);
 * transport: one-way latency of a 2048 x 2048 float32 Image and of a tile batch (4 tiles of
   640 x 640 mono8) between two processes.
 
@@ -70,11 +75,84 @@ def in_process(bag: Path, detector: str, node: str) -> tuple[float, list, dict]:
     return len(scenes) / dt, dets, m
 
 
+def equality_dataset(out: Path, n: int = 4, seed: int = 0) -> str:
+    """COCO folder of ``n`` 928 x 928 uint8 scenes (2 x 2 real patchworks, or synthetic)."""
+    from sar_atd.evalset import EvalImage, write_coco_dataset
+    from sar_atd_training.paths import mstar_chips_dir
+
+    chips = mstar_chips_dir()
+    items = []
+    if chips is not None:
+        from sar_atd_training.evaluation.patchwork import build_patchworks
+
+        pws = build_patchworks(chips, n=4 * n, seed=seed)
+        for i in range(n):
+            quad = pws[4 * i:4 * i + 4]
+            h, w = quad[0].image.shape
+            img = np.zeros((2 * h, 2 * w), np.uint8)
+            boxes = []
+            for k, pw in enumerate(quad):
+                y0, x0 = (k // 2) * h, (k % 2) * w
+                img[y0:y0 + h, x0:x0 + w] = pw.image
+                boxes.append(pw.boxes + np.array([x0, y0, x0, y0], np.float32))
+            items.append(EvalImage(f"quad_{i:03d}", img, np.concatenate(boxes)))
+        desc = f"{n} scenes of 2 x 2 real patchworks ({2 * h} x {2 * w})"
+    else:
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            a = np.clip(rng.rayleigh(30.0, (928, 928)), 0, 255)
+            boxes = []
+            for _ in range(10):
+                y, x = int(rng.integers(10, 890)), int(rng.integers(10, 870))
+                a[y:y + 14, x:x + 30] = np.clip(a[y:y + 14, x:x + 30] * 4, 0, 255)
+                boxes.append([x, y, x + 30, y + 14])
+            items.append(EvalImage(f"synthetic_{i:03d}", a.astype(np.uint8),
+                                   np.array(boxes, np.float32)))
+        desc = f"{n} synthetic 928 x 928 scenes (no ../shared/data)"
+    write_coco_dataset(items, out)
+    return desc
+
+
+def equality(work: Path, detectors: list[str], n: int) -> None:
+    """Graph (lossless) vs ``sar-atd eval --tile 640 --overlap 128`` on the same dataset."""
+    from sar_atd.runtime import resolve_detector
+    from sar_atd_ros.bag import read_bag_scenes
+    from sar_atd_training.cli import main as cli
+    from sar_atd_training.evaluation.runner import tiled_detector
+
+    coco = work / "eq_coco"
+    desc = equality_dataset(coco, n)
+    bag = work / "eq_bag"
+    cli(["bag", "make", "--dataset", str(coco), "--out", str(bag)])
+    print(f"\nequality with sar-atd eval --tile 640 --overlap 128 --batch 4 on {desc}:")
+    print("| detector | scenes graph / eval | detections graph / eval | same count per scene | "
+          "max box diff px | AP25 graph / eval | AP50 graph / eval |")
+    print("|---|---|---|---|---|---|---|")
+    scenes = read_bag_scenes(bag)
+    for det in detectors:
+        g = graph(bag, det, "scene_detector", work)
+        out = work / f"eq_eval_{Path(det).stem}"
+        cli(["eval", "--detector", det, "--dataset", str(coco), "--tile", "640", "--overlap",
+             "128", "--batch", "4", "--out", str(out), "--examples", "0", "--no-progress"])
+        ev = json.loads((out / "metrics.json").read_text())
+        em = next(iter(ev["detectors"].values()))["metrics"]
+        d, _ = resolve_detector(det, device="cpu", score_threshold=0.01)
+        td = tiled_detector(d, 640, 128, 4)
+        offline = [td.scene.detect(img) for img, _b, _n in scenes]
+        same, diff = equal(g["detections"], offline)
+        s = g["summary"]
+        n_graph = sum(len(b) for b, _s in g["detections"])
+        name = "CFAR" if det == "cfar" else Path(det).name
+        print(f"| {name} | {s['scenes_evaluated']} / {ev['n_images']} | {n_graph} / "
+              f"{em['n_pred']} | {same} | {diff:.2g} | {s['AP25']:.4f} / {em['AP25']:.4f} | "
+              f"{s['AP50']:.4f} / {em['AP50']:.4f} |", flush=True)
+
+
 def graph(bag: Path, detector: str, layout: str, work: Path) -> dict:
     from sar_atd_ros.bag import read_bag_detections
     from sar_atd_ros.runner import GraphOptions, run_graph
 
-    tag = f"{layout}_{Path(detector).stem}"
+    tag = f"{bag.name}_{layout}_{Path(detector).stem}"
     res = run_graph(GraphOptions(bag=bag, detector=detector, mode="lossless", layout=layout,
                                  report=work / f"report_{tag}", record=work / f"rec_{tag}",
                                  timeout_s=1800))
@@ -190,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["scene_detector", "split"])
     ap.add_argument("--skip-model", action="store_true", help="CFAR only (quick)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--equality", type=int, default=4, metavar="N",
+                    help="scenes of the eval --tile equality check (0 = skip)")
+    ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_streaming_"))
     bag = args.bag
@@ -204,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
           "| same detections | max box diff px | AP25 graph / in-process | AP50 graph / "
           "in-process | latency p50 / p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for det in detectors:
+    for det in ([] if args.skip_throughput else detectors):
         for layout in args.layouts:
             node = "scene_detector" if layout == "scene_detector" else "detector"
             ips, offline, m = in_process(bag, det, node)
@@ -224,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 "max_box_diff_px": diff, "graph_AP25": s["AP25"], "graph_AP50": s["AP50"],
                 "in_process_AP25": m["AP25"], "in_process_AP50": m["AP50"],
                 "latency_p50_ms": s["latency_p50_ms"], "latency_p99_ms": s["latency_p99_ms"]}
+    if args.equality:
+        equality(work, detectors, args.equality)
     for kind, label in (("image", "2048x2048 float32 Image (16.8 MB)"),
                         ("tiles", "tile batch 4 x 640 x 640 mono8 (1.6 MB)")):
         lat = transport(kind)
