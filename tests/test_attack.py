@@ -64,7 +64,7 @@ def test_pgd_needs_ten_steps_and_epsilon_zero_is_identity(tiny_model: torch.nn.M
         attack_image(tiny_model, im.astype(np.float32), boxes, "fgsm", 2.0)
 
 
-def test_quantise_truncates_toward_zero() -> None:
+def test_quantise_rounds_within_floor_epsilon() -> None:
     x0 = torch.tensor([[0.0, 100.0, 255.0, 10.0]])
     x = torch.tensor([[-3.0, 102.9, 260.0, 7.6]])
     out = quantise(x, x0, 2.5)

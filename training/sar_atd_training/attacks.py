@@ -4,8 +4,8 @@ Threat model (the paper's FGSM training, measured instead of assumed): the attac
 model and the ground-truth boxes and maximises the detector's *training loss* (the sum of its
 classification and box-regression losses) within an L-inf ball of ``epsilon`` grey levels
 around the uint8 image. The attacked image is again a valid uint8 image: the perturbation is
-truncated toward zero to whole grey levels (so it never exceeds ``epsilon``) and clipped to
-[0, 255].
+rounded to whole grey levels and clamped to ``floor(epsilon)`` (so it never exceeds
+``epsilon``), and the image clipped to [0, 255].
 
 * FGSM (Goodfellow et al. 2014): one step ``x + epsilon * sign(grad)``.
 * PGD (Madry et al. 2018): a uniform random start in the ball, then ``steps`` (>= 10) signed
@@ -66,9 +66,10 @@ def _loss_grad(model: nn.Module, x: torch.Tensor, target: dict[str, torch.Tensor
 
 
 def quantise(x_adv: torch.Tensor, x0: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Perturbation truncated toward zero to whole grey levels, |delta| <= epsilon, result in
-    [0, 255] (x0 on the 8-bit grid)."""
-    delta = torch.trunc((x_adv - x0).clamp(-epsilon, epsilon))
+    """Perturbation rounded to whole grey levels and clamped to ``floor(epsilon)``, so
+    |delta| <= epsilon; result in [0, 255] (x0 on the 8-bit grid)."""
+    e = float(np.floor(epsilon))
+    delta = torch.round(x_adv - x0).clamp(-e, e)
     return (x0 + delta).clamp(0.0, 255.0)
 
 
