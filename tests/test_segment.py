@@ -100,14 +100,13 @@ def test_checkpoint_round_trip_and_any_chip_size(tmp_path: Path) -> None:
 def test_vignette_labels_from_overlay_pipeline() -> None:
     """Target label = placed footprint, shadow label = shadow minus target, one target."""
     from sar_atd_training.clutter import BackgroundSet
-    from sar_atd_training.overlay import OverlayConfig
+    from sar_atd_training.overlay import OverlayConfig, OverlayPipeline
     from sar_atd_training.overlay.toybank import make_toy_bank
     from sar_atd_training.segmentation.data import (
         VignetteConfig,
         augment,
         generate_vignettes,
     )
-    from sar_atd_training.overlay import OverlayPipeline
 
     rng = np.random.default_rng(1)
     bg = (rng.normal(size=(160, 160)) + 1j * rng.normal(size=(160, 160))).astype(np.complex64)

@@ -221,7 +221,8 @@ def run_attack_eval(args: Any) -> int:
     lines = [f"# Adversarial evaluation: {args.attack.upper()}"
              + (f" ({args.attack_steps} steps, random start)" if args.attack == "pgd" else ""),
              "", f"Dataset: {desc}", "",
-             "| detector | epsilon | AP25 | AP50 | AP70 | max abs change |", "|---|---|---|---|---|---|"]
+             "| detector | epsilon | AP25 | AP50 | AP70 | max abs change |",
+             "|---|---|---|---|---|---|"]
     for key, r in results.items():
         for e, m in r["epsilons"].items():
             lines.append(f"| {key} | {e} | {m['AP25']:.3f} | {m['AP50']:.3f} | "

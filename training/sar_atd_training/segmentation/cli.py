@@ -2,7 +2,8 @@
 
 Examples::
 
-    sar-atd segment eval --chips ../shared/data/mstar_soc_17deg --model runs/seg/segmenter.pt --out seg_eval
+    sar-atd segment eval --chips ../shared/data/mstar_soc_17deg \
+        --model runs/seg/segmenter.pt --out seg_eval
     sar-atd segment predict --chips DIR --model M --out masks/
 
 ``eval`` compares the predicted labels with the chips' SARBake masks (0 clutter, 1 target,
