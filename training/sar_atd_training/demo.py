@@ -10,7 +10,6 @@ REAL MSTAR chips (when ``../shared/data`` is present; skipped with a message oth
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -35,9 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sar_atd.atomic import atomic_write_json
     from sar_atd_training.cli import main as cli
+    from sar_atd_training.cliutil import check_input_file, check_number, check_output_dir
 
     out: Path = args.out
+    check_output_dir(out, "--out")
+    check_number(args.patchworks, "--patchworks", 1)
+    check_input_file(args.model, "--model", (".pt", ".onnx", ".engine"))
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -64,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
         LOG.warning("skipping the real-data evaluation: %s", MISSING_DATA_MESSAGE)
         summary["real_data"] = "absent"
     else:
-        dets = ["cfar"]
-        if args.model and Path(args.model).is_file():
-            dets.append(str(args.model))
-        else:
-            LOG.warning("no model at %s: evaluating CFAR only", args.model)
+        dets = ["cfar", str(args.model)]
         argv = ["eval", "--dataset", str(chips), "--n", str(args.patchworks), "--seed",
                 str(args.seed), "--out", str(out / "eval"), "--no-progress"]
         for d in dets:
@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
         metrics = out / "eval" / "metrics.json"
         if metrics.is_file():
             summary["eval_report"] = str(out / "eval" / "report.md")
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out / "demo_summary.json", summary, indent=2)
     print(f"\ndemo finished: outputs in {out}/ (timings {timings})")
     return 0

@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     render = sub.add_parser("render", help="render the magnitude with the quarter-power LUT")
     render.add_argument("file", type=Path, help="MSTAR file")
-    render.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    render.add_argument("-o", "--output", type=Path, required=True,
+                        help="output image (.png, .jpg, .bmp, .tif)")
     render.add_argument("--ref", type=float, default=None,
-                        help="LUT reference (amplitude ref^2 maps to 255; default: the "
+                        help="LUT reference > 0 (amplitude ref^2 maps to 255; default: the "
                              "library default, 1.0)")
     render.set_defaults(func=cmd_render)
 
@@ -97,15 +98,20 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     import cv2
 
+    from sar_atd.atomic import atomic_write_bytes
     from sar_atd.sar.lut import DEFAULT_LUT_REF, quarter_power_lut
     from sar_atd.sar.mstar import read_mstar
+    from sar_atd_training.cliutil import IMAGE_SUFFIXES, check_number, check_output_file
 
-    m = read_mstar(args.file)
+    check_output_file(args.output, IMAGE_SUFFIXES, "--output")
     ref = DEFAULT_LUT_REF if args.ref is None else args.ref
+    check_number(ref, "--ref", 0.0, lo_open=True)
+    m = read_mstar(args.file)
     img = quarter_power_lut(m.image, ref=ref)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.output), img):
-        raise OSError(f"cannot write {args.output}")
+    ok, buf = cv2.imencode(args.output.suffix.lower(), img)
+    if not ok:
+        raise OSError(f"cannot encode {args.output}")
+    atomic_write_bytes(args.output, buf.tobytes())
     logging.getLogger("sar-atd.mstar").info("wrote %s (%dx%d, ref %.4g)", args.output,
                                             img.shape[0], img.shape[1], ref)
     print(args.output)

@@ -53,6 +53,11 @@ MSTAR_CLUTTER_SHAPE = (1784, 1478)
 GRASS_MEDIAN_AMPLITUDE = 0.032
 """Median clutter magnitude measured on the real MSTAR file ``HB14931.015``."""
 
+MIN_SCENE_SIDE = 16
+MAX_SCENE_SIDE = 8192
+"""Accepted scene sides (pixels), checked before anything is allocated: a scene holds a
+dozen float32/complex64 (H, W) layers while it is built, several GiB at the maximum."""
+
 SCENE_MEDIAN_RANGE = (0.125, 8.0)
 """Accepted median amplitude of a generated scene, in multiples of the configured
 ``grass_median_amplitude`` (the default recipe gives ~0.7: roads and shadows are darker,
@@ -211,9 +216,10 @@ class ClutterConfig:
     points: PointsConfig = field(default_factory=PointsConfig)
 
     def __post_init__(self) -> None:
-        if self.height < 16 or self.width < 16:
-            raise ValueError(f"scene must be at least 16 x 16 pixels, got "
-                             f"{self.height} x {self.width}")
+        lo, hi = MIN_SCENE_SIDE, MAX_SCENE_SIDE
+        if not (lo <= self.height <= hi and lo <= self.width <= hi):
+            raise ValueError(f"scene size must be between {lo} x {lo} and {hi} x {hi} "
+                             f"pixels, got {self.height} x {self.width}")
         if not 0.0 < self.depression_deg < 90.0:
             raise ValueError(f"depression_deg must be in (0, 90), got {self.depression_deg}")
         if not self.grass_median_amplitude > 0:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pv.add_argument("--config", type=Path, help="YAML OverlayConfig (optional section "
                     "'overlay')")
     pv.add_argument("--out", type=Path, required=True, help="output PNG")
-    pv.add_argument("--n", type=int, default=8, help="images (default 8)")
+    pv.add_argument("--n", type=int, default=8, help="images (default 8, at most 256)")
     pv.add_argument("--seed", type=int, default=0)
     pv.add_argument("--device", default="cpu")
     pv.add_argument("--ood", action="store_true", help="also overlay 0-1 OOD objects "
@@ -50,12 +50,15 @@ def preview(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from sar_atd.atomic import atomic_write_bytes
     from sar_atd.config import from_dict, load_yaml
+    from sar_atd_training.cliutil import check_device, check_number, check_output_file
     from sar_atd_training.clutter import BackgroundSet, ClutterConfig
     from sar_atd_training.overlay.pipeline import OverlayConfig, OverlayPipeline
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    check_output_file(args.out, (".png",), "--out")
+    check_number(args.n, "--n", 1, 256)
+    check_device(args.device)
     cfg = OverlayConfig()
     if args.config:
         data = load_yaml(args.config)
@@ -80,9 +83,10 @@ def preview(args: argparse.Namespace) -> int:
     grid = np.zeros((rows * h, cols * w, 3), np.uint8)
     for i, t in enumerate(tiles):
         grid[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = t
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), grid):
-        raise OSError(f"cannot write {args.out}")
+    ok, buf = cv2.imencode(".png", grid)
+    if not ok:
+        raise OSError(f"cannot encode {args.out}")
+    atomic_write_bytes(args.out, buf.tobytes())
     n_boxes = sum(len(s.boxes) for s in samples)
     print(f"wrote {args.out}: {len(samples)} images, {n_boxes} target boxes")
     return 0

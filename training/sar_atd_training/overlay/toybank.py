@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from sar_atd.sar.sensor import SensorConfig, form_image, shadow_length_m
+from sar_atd_training.simulator.bank import SignatureBank, SignatureRecord
 
-try:  # the simulator owns the record type; fall back to an identical local definition
-    from sar_atd_training.simulator.bank import SignatureRecord
-except ImportError:  # pragma: no cover - depends on the parallel work
-
-    @dataclass(frozen=True)
-    class SignatureRecord:  # type: ignore[no-redef]
-        """One bank entry (same fields as the simulator's ``SignatureRecord``)."""
-
-        kind: str
-        class_name: str
-        azimuth_deg: float
-        depression_deg: float
+__all__ = ["ArrayBank", "SignatureRecord", "make_toy_bank", "simulated_bank", "toy_signature"]
 
 
-class ArrayBank:
-    """In-memory signature bank (contract (1)) over stacked arrays.
+class ArrayBank(SignatureBank):
+    """In-memory signature bank over stacked arrays (a :class:`SignatureBank` built by
+    :meth:`SignatureBank.from_arrays`: same records, selection and accessors).
 
     Args:
         signatures: complex64 (N, S, S) ideal target-only signatures.
@@ -45,44 +35,13 @@ class ArrayBank:
 
     def __init__(self, signatures: np.ndarray, shadows: np.ndarray, supports: np.ndarray,
                  records: Sequence[SignatureRecord]) -> None:
-        signatures = np.asarray(signatures, np.complex64)
-        if signatures.ndim != 3:
-            raise ValueError(f"signatures must be (N, S, S), got {signatures.shape}")
-        if shadows.shape != signatures.shape or supports.shape != signatures.shape:
-            raise ValueError(f"shadows {shadows.shape} / supports {supports.shape} must match "
-                             f"signatures {signatures.shape}")
-        if len(records) != signatures.shape[0]:
-            raise ValueError(f"{len(records)} records for {signatures.shape[0]} signatures")
-        self._sig = signatures
-        self._shadow = np.asarray(shadows, bool)
-        self._support = np.asarray(supports, bool)
-        self.records = list(records)
+        bank = SignatureBank.from_arrays(signatures, shadows, supports, records)
+        super().__init__(bank.records, bank._chunks, bank.shape)
 
     @classmethod
     def from_arrays(cls, signatures: np.ndarray, shadows: np.ndarray, supports: np.ndarray,
                     records: Sequence[SignatureRecord]) -> ArrayBank:
         return cls(signatures, shadows, supports, records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def signature(self, i: int) -> np.ndarray:
-        return self._sig[i]
-
-    def shadow(self, i: int) -> np.ndarray:
-        return self._shadow[i]
-
-    def support(self, i: int) -> np.ndarray:
-        return self._support[i]
-
-    def select(self, kind: str | None = None, classes: Sequence[str] | None = None,
-               depressions: Sequence[float] | None = None) -> np.ndarray:
-        keep = [i for i, r in enumerate(self.records)
-                if (kind is None or r.kind == kind)
-                and (classes is None or r.class_name in classes)
-                and (depressions is None or any(abs(r.depression_deg - d) < 1e-6
-                                                for d in depressions))]
-        return np.asarray(keep, np.int64)
 
 
 def toy_signature(length_m: float, width_m: float, height_m: float, azimuth_deg: float,

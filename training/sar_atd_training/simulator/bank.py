@@ -15,9 +15,10 @@ is float16 signatures (half the bytes of complex64; relative error <= 2^-11, abo
 far below the 8-bit LUT's resolution and the -35 dB sidelobes) and bit-packed masks (8x).
 Zip/deflate compression would defeat memory mapping and was not used.
 
-Resumable: a chunk is written to ``*.tmp`` files, renamed, then entered in the manifest
-(also written atomically); on restart completed chunks are verified by checksum and
-skipped, anything else is regenerated. Parallel over processes (``--workers``).
+Resumable: a chunk's files are written to hidden temporaries, renamed, then entered in the
+manifest (also written atomically, :mod:`sar_atd.atomic`); on restart stale temporaries of a
+killed writer are removed, completed chunks are verified by checksum and skipped, anything
+else is regenerated. Parallel over processes (``--workers``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from sar_atd.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_with,
+    clean_stale_temporaries,
+)
 from sar_atd.sar.chips import MSTAR_CLASSES
 from sar_atd_training.errors import BankError
 
@@ -56,6 +63,13 @@ class SignatureRecord:
     class_name: str
     azimuth_deg: float
     depression_deg: float
+
+
+AZIMUTH_STEP_RANGE_DEG = (0.1, 180.0)
+"""Accepted target azimuth step (deg): 0.1 deg gives 3,600 azimuths per class and depression."""
+DEPRESSION_RANGE_DEG = (5.0, 75.0)
+"""Accepted depressions (deg): MSTAR holds 15-17, 30 and 45; the ray-cast shadows of the
+simulator grow as 1/tan(depression) and leave the 128-pixel chip below about 5 deg."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +103,23 @@ class BankConfig:
         for o in self.objects:
             if o not in ("tree", "house"):
                 raise ValueError(f"unknown object {o!r}: expected 'tree' or 'house'")
-        if not (0 < self.azimuth_step_deg <= 360):
-            raise ValueError(f"azimuth_step_deg must be in (0, 360], got {self.azimuth_step_deg}")
+        lo, hi = AZIMUTH_STEP_RANGE_DEG
+        if not lo <= self.azimuth_step_deg <= hi:
+            raise ValueError(f"azimuth step must be in [{lo}, {hi}] degrees, "
+                             f"got {self.azimuth_step_deg}")
+        lo, hi = DEPRESSION_RANGE_DEG
         for d in tuple(self.depressions_deg) + (self.object_depression_deg,):
-            if not 0 < d < 90:
-                raise ValueError(f"depression must be in (0, 90) degrees, got {d}")
+            if not lo <= d <= hi:
+                raise ValueError(f"depression must be in [{lo}, {hi}] degrees, got {d}")
+        if not self.classes and not self.objects:
+            raise ValueError("nothing to simulate: no classes and no objects")
+        if not self.depressions_deg and self.classes:
+            raise ValueError("no target depressions given")
+        for name, values in (("class", self.classes), ("depression", self.depressions_deg),
+                             ("object", self.objects)):
+            dup = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"duplicate {name}(s) {dup}: each may be given once")
 
     def chunks(self) -> list[dict[str, Any]]:
         """Planned chunks in bank order: name, kind, class, depression, azimuths."""
@@ -147,12 +173,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def pack_masks(masks: np.ndarray) -> np.ndarray:
@@ -231,9 +251,14 @@ def write_bank(out: str | Path, config: BankConfig | None = None, workers: int =
 
     config = config or BankConfig()
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise BankError(f"bank folder {root} is a file")
     root.mkdir(parents=True, exist_ok=True)
     gen = {"config": config.to_json(), "generator": generator_info()}
     mpath = root / MANIFEST
+    for p in [mpath] + [root / (c["name"] + sfx) for c in config.chunks()
+                        for sfx in _SUFFIX.values()]:
+        clean_stale_temporaries(p)
     done: dict[str, dict[str, Any]] = {}
     if mpath.is_file():
         man = _read_manifest(root)
@@ -250,7 +275,7 @@ def write_bank(out: str | Path, config: BankConfig | None = None, workers: int =
     order = [c["name"] for c in plan]
 
     def save_manifest() -> None:
-        _write_json_atomic(mpath, {"format": BANK_FORMAT, "version": BANK_VERSION,
+        atomic_write_json(mpath, {"format": BANK_FORMAT, "version": BANK_VERSION,
                                    "generation": gen, "shape": list(config.shape),
                                    "storage": {"signature": "float16 (N, H, W, 2) re/im",
                                                "shadow": "uint8 packbits(axis=-1)",
@@ -303,7 +328,7 @@ def _task_with_key(task: tuple) -> tuple[tuple, Any]:
 
 def _write_chunk(root: Path, chunk: dict[str, Any],
                  buf: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Write one chunk's three files (tmp + rename) and return its manifest entry."""
+    """Write one chunk's three files (each atomically) and return its manifest entry."""
     az = chunk["azimuths_deg"]
     arrays = {"signature": np.stack([buf[a][0] for a in az]),
               "shadow": np.stack([buf[a][1] for a in az]),
@@ -311,13 +336,7 @@ def _write_chunk(root: Path, chunk: dict[str, Any],
     files = {}
     for kind, arr in arrays.items():
         name = chunk["name"] + _SUFFIX[kind]
-        final = root / name
-        tmp = root / (name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        final = atomic_write_with(root / name, lambda fh, arr=arr: np.save(fh, arr))
         files[kind] = {"path": name, "sha256": _sha256(final), "bytes": final.stat().st_size}
     entry = dict(chunk)
     entry["count"] = len(az)
@@ -468,7 +487,8 @@ class SignatureBank:
 
     def select(self, kind: str | None = None, classes: Iterable[str] | None = None,
                depressions: Iterable[float] | None = None) -> np.ndarray:
-        """int64 indices of the records matching every given filter."""
+        """int64 indices of the records matching every given filter (depressions within
+        1e-6 deg)."""
         cl = None if classes is None else set(classes)
         dp = None if depressions is None else [float(d) for d in depressions]
         idx = [i for i, r in enumerate(self.records)
@@ -514,6 +534,8 @@ def write_preview(bank: SignatureBank, png: str | Path, classes: Sequence[str] |
     sheet = np.concatenate(rows, axis=0)
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(png), sheet):
-        raise BankError(f"cannot write preview {png}")
+    ok, buf = cv2.imencode(".png", sheet)
+    if not ok:
+        raise BankError(f"cannot encode preview {png}")
+    atomic_write_bytes(png, buf.tobytes())
     return png

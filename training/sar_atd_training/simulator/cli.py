@@ -20,9 +20,10 @@ def register(subparsers: Any) -> None:
                    help="target classes (MSTAR folder names); default: all ten")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes (default: all cores)")
-    p.add_argument("--azimuth-step", type=float, default=0.5, help="azimuth step (deg)")
+    p.add_argument("--azimuth-step", type=float, default=0.5,
+                   help="azimuth step (deg, 0.1-180)")
     p.add_argument("--depressions", type=float, nargs="+", default=[15.0, 16.0, 17.0],
-                   help="target depressions (deg)")
+                   help="target depressions (deg, 5-75, each once)")
     p.add_argument("--no-objects", action="store_true",
                    help="leave out the tree and house (OOD objects)")
     p.add_argument("--seed", type=int, default=0, help="base seed")
@@ -33,14 +34,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sar_atd.sar.chips import MSTAR_CLASSES
+    from sar_atd_training.cliutil import check_output_dir, check_output_file
+    from sar_atd_training.errors import UsageError
     from sar_atd_training.simulator.bank import BankConfig, SignatureBank, write_bank, write_preview
 
-    cfg = BankConfig(classes=tuple(args.classes or MSTAR_CLASSES),
-                     azimuth_step_deg=args.azimuth_step,
-                     depressions_deg=tuple(args.depressions),
-                     objects=() if args.no_objects else ("tree", "house"), seed=args.seed)
+    # every check before any work (nothing is written for a bad argument)
+    check_output_dir(args.out, "--out")
+    if args.preview is not None:
+        check_output_file(args.preview, (".png",), "--preview")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    try:
+        cfg = BankConfig(classes=tuple(args.classes or MSTAR_CLASSES),
+                         azimuth_step_deg=args.azimuth_step,
+                         depressions_deg=tuple(args.depressions),
+                         objects=() if args.no_objects else ("tree", "house"), seed=args.seed)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     t0 = time.perf_counter()
-    write_bank(args.out, cfg, workers=max(1, args.workers))
+    write_bank(args.out, cfg, workers=args.workers)
     dt = time.perf_counter() - t0
     bank = SignatureBank.open(args.out, verify="size")
     size = sum(f.stat().st_size for f in bank.path.iterdir() if f.is_file())

@@ -417,6 +417,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
 
 def main(args: argparse.Namespace) -> int:
+    from sar_atd_training.cliutil import check_device, check_input_file, check_output_dir
+
+    check_input_file(args.config, "--config", (".yaml", ".yml"))
+    if args.device is not None:
+        check_device(args.device)
     overrides: dict[str, Any] = {}
     if args.steps is not None:
         overrides["steps"] = args.steps
@@ -428,6 +433,8 @@ def main(args: argparse.Namespace) -> int:
         if value is not None:
             cfg.data[key] = str(value)
     out = args.out or Path("runs") / args.config.stem
+    check_output_dir(out, "--out")
+    check_device(cfg.device, "device")
     train(cfg, out, resume=args.resume, overwrite=getattr(args, "overwrite", False),
           progress=not args.no_progress)
     return 0

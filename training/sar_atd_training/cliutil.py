@@ -1,0 +1,112 @@
+"""Checks every ``sar-atd`` command runs on its paths and values before any work starts.
+
+Each raises an error that the CLI prints as one line: :class:`UsageError` (exit 2) for an
+argument that cannot work as given (wrong suffix, a file where a folder is needed, a value
+out of range), ``FileNotFoundError``/``PermissionError`` (exit 1) for what the machine lacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sar_atd_training.errors import UsageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""Suffixes OpenCV writes (an unknown suffix makes ``cv2.imwrite`` raise)."""
+
+
+def _writable_parent(path: Path, what: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder."""
+    anc = next((p for p in path.parents if p.exists()), Path("."))
+    if not anc.is_dir():
+        raise UsageError(f"{what} {path}: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: folder {anc} is not writable")
+
+
+def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "output"
+                      ) -> Path:
+    """Check an output file path: suffix among ``suffixes``, not a folder, writable.
+
+    Returns:
+        The path, unchanged (the file is written exactly there).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{what} {path}: expected a {'/'.join(suffixes)} file name")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"{what} {path} is not writable")
+    _writable_parent(path, what)
+    return path
+
+
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Check an output folder path: not a file, creatable or writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{what} {path} is not writable")
+    else:
+        _writable_parent(path, what)
+    return path
+
+
+def check_input_file(path: str | Path, what: str = "input",
+                     suffixes: Sequence[str] | None = None) -> Path:
+    """Check an input file: exists, is a file, readable, optionally with a known suffix."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder, expected a file")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{what} {path}: expected a {'/'.join(suffixes)} file")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{what} {path} is not readable")
+    return path
+
+
+def check_number(value: float | int, name: str, lo: float | None = None,
+                 hi: float | None = None, *, lo_open: bool = False) -> None:
+    """Refuse a non-finite value or one outside ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``)."""
+    v = float(value)
+    ok = math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) \
+        and (hi is None or v <= hi)
+    if not ok:
+        low = "-inf" if lo is None else f"{lo:g}"
+        high = "inf" if hi is None else f"{hi:g}"
+        rng = f"{'(' if lo_open else '['}{low}, {high}]"
+        raise UsageError(f"{name} must be in {rng}, got {value}")
+
+
+def check_device(name: str, what: str = "--device") -> str:
+    """Refuse a malformed torch device name, or a CUDA device on a machine without one.
+
+    ``auto`` passes (it means CUDA when present, else the CPU).
+    """
+    if name == "auto":
+        return name
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"{what} {name!r} is not a device (cpu, cuda, cuda:N or auto)") \
+            from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{what} {name}: CUDA is not available on this machine "
+                               "(use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"{what} {name}: only {torch.cuda.device_count()} CUDA "
+                               "device(s) present")
+    elif dev.type != "cpu":
+        raise UsageError(f"{what} {name!r}: only cpu and cuda devices are supported")
+    return name
