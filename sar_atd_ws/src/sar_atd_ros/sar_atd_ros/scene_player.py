@@ -57,7 +57,8 @@ class PlayerConfig:
         wait_detections_publishers: publishers of ``detections`` to wait for (a detector
             creates it once its model is loaded).
         wait_timeout_s: give up waiting for subscribers after this long (error).
-        lossless_timeout_s: in lossless mode, move on when no detections came this long.
+        lossless_timeout_s: in lossless mode, move on (counted) when no detections came
+            this long (long: a CPU detector can take minutes on a large scene).
         linger_s: time kept alive after ``stream_end`` so reliable delivery completes.
         exit_at_end: stop the node when the bag ends (else keep ``stream_end`` available).
     """
@@ -74,7 +75,7 @@ class PlayerConfig:
     wait_ground_truth_subscribers: int = 0
     wait_detections_publishers: int = 0
     wait_timeout_s: float = 60.0
-    lossless_timeout_s: float = 60.0
+    lossless_timeout_s: float = 600.0
     linger_s: float = 1.0
     exit_at_end: bool = True
 
