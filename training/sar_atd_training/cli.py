@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "stream-demo": "sar_atd_training.stream_demo",
     "segment": "sar_atd_training.segmentation.cli",
     "testset": "sar_atd_training.testsets.cli",
+    "eval-suite": "sar_atd_training.suite.run",
 }
 
 

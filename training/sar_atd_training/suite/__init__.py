@@ -1,0 +1,1 @@
+"""``sar-atd eval-suite``: every detector over the four test sets, one report."""
