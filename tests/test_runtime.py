@@ -139,3 +139,55 @@ def test_streaming_accumulator_rejects_bad_input() -> None:
         acc.update((np.zeros((1, 4)), np.array([np.nan])), np.zeros((0, 4)))
     assert acc.n_images == 0
     assert math.isnan(acc.compute()["AP50"])  # no ground truth: undefined, not 0
+
+
+def test_model_info_round_trip_and_operating_threshold_use() -> None:
+    from sar_atd.detectors.cfar import CfarDetector
+    from sar_atd.models.metadata import ModelInfo, model_info_of
+    from sar_atd.scene import SceneDetector
+
+    info = ModelInfo(operating_threshold=0.37, render={"gamma": 0.75, "amplitude_ref": 0.0})
+    back = ModelInfo.from_json(info.to_json(), model_hash="abc")
+    assert back.operating_threshold == 0.37 and back.model_hash == "abc"
+    assert back.amplitude_ref == 0.0 and back.pixel_spacing_m == (0.2021, 0.2031)
+    assert ModelInfo.from_dict({"operating_threshold": float("nan"), "future": 1}
+                               ).operating_threshold is None
+    det = CfarDetector()
+    assert model_info_of(det).orientation == "bottom"
+    det.model_info = info  # type: ignore[attr-defined]
+    sd = SceneDetector(det, TilerConfig(device="cpu"), SceneDetectorConfig(score_threshold=-1))
+    assert sd.score_threshold == 0.37
+    sd = SceneDetector(det, TilerConfig(device="cpu"), SceneDetectorConfig(score_threshold=0.2))
+    assert sd.score_threshold == 0.2
+
+
+def test_operating_point_command_records_metadata(tmp_path: Path) -> None:
+    """``sar-atd eval operating-point --write`` stores the best-F1 threshold and the
+    training geometry in a copy of the model file; the weights are unchanged."""
+    import torch
+
+    from sar_atd.models import build_detector, save_weights
+    from sar_atd.models.metadata import METADATA_KEY
+    from sar_atd.runtime import resolve_detector
+    from sar_atd_training.cli import main
+
+    torch.manual_seed(0)
+    kw = {"fpn_channels": 32, "score_thresh": 0.0}
+    model = build_detector("retinanet_r18_fpn", **kw)
+    recipe = {"model": "retinanet_r18_fpn", "input_size": 128, "steps": 1, "val_seed": 5,
+              "data": {"kind": "toy"}}
+    src = save_weights(tmp_path / "m.pt", model, "retinanet_r18_fpn", kw, fp16=True,
+                       extra={"config": recipe})
+    out = tmp_path / "annotated.pt"
+    assert main(["eval", "operating-point", "--model", str(src), "--bank", str(tmp_path),
+                 "--n", "3", "--write", "--out", str(out)]) == 0
+    a, b = torch.load(src, weights_only=True), torch.load(out, weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    info = b[METADATA_KEY]
+    assert 0.0 <= info["operating_threshold"] <= 1.0
+    assert info["operating_point"]["n_images"] == 3 and info["orientation"] == "bottom"
+    det, desc = resolve_detector(str(out))
+    assert det.model_info.operating_threshold == pytest.approx(info["operating_threshold"])
+    assert desc["model_info"]["model_hash"] == det.model_info.model_hash != ""
+    assert main(["eval", "operating-point", "--model", str(src), "--bank", str(tmp_path),
+                 "--n", "0"]) == 2
