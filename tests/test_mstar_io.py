@@ -1,7 +1,8 @@
 """MSTAR file I/O: the real file HB14931.015, byte-exact round trip, every error branch.
 
-Corrupt files are built in ``tmp_path`` from a copy of the real file (never in the repo) or
-from a synthetic Phoenix header.
+Corrupt files are built in ``tmp_path`` from a synthetic MSTAR file written by the project's
+writer (``conftest.synthetic_mstar_bytes``: same 1977-byte header and 54 x 54 blocks as the
+real file), so every error branch runs without ``../shared/data``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sar_atd.sar.mstar import (
     write_mstar,
 )
 from sar_atd.sar.sensor import SensorConfig
+from tests.conftest import synthetic_mstar_bytes
 
 HEADER_LEN = 1977
 BLOCK = 54 * 54 * 4
@@ -42,7 +44,12 @@ def _synthetic_file(rows: int, cols: int, mag: np.ndarray, phase: np.ndarray | N
 
 
 @pytest.fixture()
-def raw_bytes(mstar_raw_file: Path) -> bytes:
+def raw_bytes() -> bytes:
+    return synthetic_mstar_bytes()
+
+
+@pytest.fixture()
+def real_bytes(mstar_raw_file: Path) -> bytes:
     return mstar_raw_file.read_bytes()
 
 
@@ -88,23 +95,23 @@ def test_real_file_header_and_image(mstar_raw_file: Path) -> None:
     assert np.all(np.isfinite(m.image))
 
 
-def test_magnitude_block_matches_file_bytes(mstar_raw_file: Path, raw_bytes: bytes) -> None:
+def test_magnitude_block_matches_file_bytes(mstar_raw_file: Path, real_bytes: bytes) -> None:
     """read_mstar_magnitude returns the stored big-endian floats exactly."""
     mag = read_mstar_magnitude(mstar_raw_file)
     assert mag.dtype == np.float32 and mag.shape == (54, 54)
-    expect = np.frombuffer(raw_bytes, ">f4", count=54 * 54, offset=HEADER_LEN).reshape(54, 54)
+    expect = np.frombuffer(real_bytes, ">f4", count=54 * 54, offset=HEADER_LEN).reshape(54, 54)
     np.testing.assert_array_equal(mag, expect)
-    phase = np.frombuffer(raw_bytes, ">f4", count=54 * 54, offset=HEADER_LEN + BLOCK)
+    phase = np.frombuffer(real_bytes, ">f4", count=54 * 54, offset=HEADER_LEN + BLOCK)
     m = read_mstar(mstar_raw_file)
     np.testing.assert_allclose(np.angle(m.image).ravel() % (2 * np.pi),
                                phase % (2 * np.pi), atol=1e-5)
 
 
-def test_byte_exact_round_trip(mstar_raw_file: Path, raw_bytes: bytes, tmp_path: Path) -> None:
+def test_byte_exact_round_trip(mstar_raw_file: Path, real_bytes: bytes, tmp_path: Path) -> None:
     m = read_mstar(mstar_raw_file)
     out = tmp_path / "copy.015"
     write_mstar(out, m)
-    assert out.read_bytes() == raw_bytes
+    assert out.read_bytes() == real_bytes
 
 
 def test_modified_image_round_trips(mstar_raw_file: Path, tmp_path: Path) -> None:
