@@ -14,8 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from sar_atd.boxes import as_boxes, box_iou, score_order
-from sar_atd.detectors.base import Detections
-from sar_atd.metrics import DEFAULT_AP_IOU_THRESHOLDS, PredLike, _Prepared, evaluate_prepared
+from sar_atd.metrics import (
+    DEFAULT_AP_IOU_THRESHOLDS,
+    PredLike,
+    _as_pred,
+    _Prepared,
+    evaluate_prepared,
+)
 
 __all__ = ["MetricAccumulator"]
 
@@ -58,20 +63,7 @@ class MetricAccumulator:
             ValueError: malformed boxes, or scores that are not finite / do not match.
         """
         i = self.n_images
-        if isinstance(pred, Detections):
-            b, s = pred.boxes, pred.scores
-        else:
-            try:
-                b, s = pred
-            except (TypeError, ValueError):
-                raise ValueError(f"prediction {i} must be Detections or (boxes, scores), got "
-                                 f"{type(pred).__name__}") from None
-        b = as_boxes(b, f"predicted boxes of image {i}")
-        s = np.asarray(s, np.float64).reshape(-1)
-        if len(s) != len(b):
-            raise ValueError(f"image {i}: {len(b)} predicted boxes but {len(s)} scores")
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"image {i}: scores contain NaN or infinite values")
+        b, s = _as_pred(pred, i)
         g = as_boxes(gt_boxes, f"ground-truth boxes of image {i}")
         self._scores.append(s)
         self._ious.append(box_iou(b, g))
