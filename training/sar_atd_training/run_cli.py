@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one-process tiler+detector (default) or separate tiler and detector")
     p.add_argument("--wait-for-model", action="store_true",
                    help="keep the detector waiting for a missing model file")
+    p.add_argument("--restarts", type=int, default=3,
+                   help="restart a tiler/detector that dies mid-stream this many times "
+                        "(0: a crash ends the run)")
     p.add_argument("--timeout", type=float, default=1800.0, help="give up after this (s)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run, mode=None)
@@ -50,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     mode = "speed" if args.speed is not None else args.mode
     if args.speed is not None and not args.speed > 0:
         raise ValueError(f"--speed must be > 0, got {args.speed}")
+    if args.restarts < 0:
+        raise ValueError(f"--restarts must be >= 0, got {args.restarts}")
     opts = GraphOptions(bag=args.bag, params=args.params, detector=args.detector,
                         backend=args.backend, device=args.device, mode=mode,
                         speed=args.speed, report=args.report, record=args.record,
                         wait_for_model=args.wait_for_model, layout=args.layout,
-                        timeout_s=args.timeout)
+                        timeout_s=args.timeout, restarts=args.restarts)
     result = run_graph(opts)
     print(json.dumps(result["summary"], indent=1) if args.json else format_summary(result))
     return 0

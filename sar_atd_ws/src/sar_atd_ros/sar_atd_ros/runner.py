@@ -53,6 +53,8 @@ SOURCE_ROOT = Path(__file__).resolve().parents[4]
 file, e.g. ``models/default.pt``, are looked up there when absent from the working folder)."""
 
 LAYOUTS = {"scene_detector": ["scene_detector"], "split": ["tiler", "detector"]}
+RESTARTABLE = ("scene_detector", "tiler", "detector")
+"""Nodes ``sar-atd run`` restarts when they die mid-stream (the launch file respawns them)."""
 
 
 @dataclass
@@ -74,6 +76,8 @@ class GraphOptions:
         namespace: ROS namespace of the graph.
         timeout_s: stop everything after this long (error).
         overrides: extra ``{node: {section: {key: value}}}`` parameters.
+        restarts: times a tiler/detector process that dies mid-stream is restarted (and
+            configured + activated again); 0 = a crash ends the run.
         log_dir: where node logs go (default: a temporary folder).
     """
 
@@ -91,6 +95,7 @@ class GraphOptions:
     namespace: str = "/sar"
     timeout_s: float = 1800.0
     overrides: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 3
     log_dir: Path | None = None
 
 
@@ -253,6 +258,7 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
                                           sort_keys=False))
     env = ros_env(domain_id)
     procs: list[_Proc] = []
+    restarts: dict[str, int] = {}
     t0 = time.monotonic()
     try:
         for name in nodes:
@@ -274,6 +280,21 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
         _bring_up_detector_side(procs, opts, int(env["ROS_DOMAIN_ID"]), check,
                                 opts.timeout_s - (time.monotonic() - t0))
         while True:
+            for p in procs:  # restart a detector side that died mid-stream
+                rc = p.popen.poll()
+                if (rc in (None, 0) or p.name not in RESTARTABLE
+                        or restarts.get(p.name, 0) >= opts.restarts):
+                    continue
+                restarts[p.name] = restarts.get(p.name, 0) + 1
+                print(f"sar-atd run: node '{p.name}' died (exit code {rc}): "
+                      f"{p.last_error()}; restart {restarts[p.name]}/{opts.restarts}",
+                      file=sys.stderr, flush=True)
+                with open(p.log, "ab") as fh:
+                    p.popen = subprocess.Popen(node_command(p.name, params_file,
+                                                            opts.namespace),
+                                               env=env, stdout=fh, stderr=subprocess.STDOUT)
+                _bring_up_detector_side([p], opts, int(env["ROS_DOMAIN_ID"]), check,
+                                        opts.timeout_s - (time.monotonic() - t0))
             check()
             if by_name["evaluator"].popen.poll() == 0:
                 break
@@ -292,6 +313,7 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
         raise GraphError(f"node 'evaluator' wrote no report ({report}); logs: {log_dir}")
     out = json.loads(report.read_text())
     out["wall_s"] = time.monotonic() - t0
+    out["restarts"] = restarts
     out["report_dir"] = str(report_dir)
     out["log_dir"] = str(log_dir)
     return out
@@ -316,6 +338,7 @@ def format_summary(result: dict[str, Any]) -> str:
         f"AP25 {_f(s['AP25'])}  AP50 {_f(s['AP50'])}  AP70 {_f(s['AP70'])}  "
         f"(precision {_f(s['precision'])}, recall {_f(s['recall'])} at score "
         f"{_f(s['operating_threshold'], '.3g')})",
+        *([f"restarted: {result['restarts']}"] if result.get("restarts") else []),
         f"report: {result['report_dir']}",
     ])
 
