@@ -66,3 +66,24 @@ def filter_scores(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> De
     boxes, scores = boxes[keep], scores[keep]
     order = np.argsort(-scores, kind="stable")
     return Detections(boxes[order], scores[order])
+
+
+def unpad_detections(boxes: np.ndarray, scores: np.ndarray, num: np.ndarray, n: int,
+                     hw: tuple[int, int], threshold: float) -> list[Detections]:
+    """Detections of the first ``n`` tiles of a padded batched-graph output.
+
+    Args:
+        boxes: (B, D, 4), scores: (B, D), num: (B,) valid detections per tile.
+        n: real tiles in the batch (the rest are padding).
+        hw: (H, W) of the real tiles; boxes are clipped to it.
+        threshold: minimum score kept.
+    """
+    h, w = hw
+    out = []
+    for k in range(n):
+        m = int(num[k])
+        bk = np.asarray(boxes[k, :m], np.float32).copy()
+        bk[:, 0::2] = np.clip(bk[:, 0::2], 0, w)
+        bk[:, 1::2] = np.clip(bk[:, 1::2], 0, h)
+        out.append(filter_scores(bk, scores[k, :m], threshold))
+    return out

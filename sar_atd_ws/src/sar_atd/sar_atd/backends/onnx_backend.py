@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from sar_atd.backends.base import check_image, check_tile_batch, filter_scores
+from sar_atd.backends.base import (
+    check_image,
+    check_tile_batch,
+    filter_scores,
+    unpad_detections,
+)
 from sar_atd.detectors.base import Detections
 from sar_atd.errors import BackendError
 from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
@@ -146,6 +151,9 @@ class OnnxDetector:
         """
         if isinstance(tiles, list):
             return [self.detect(t) for t in tiles]
+        if (self.batched and getattr(tiles, "is_cuda", False)
+                and "CUDAExecutionProvider" in self.providers):
+            return self._run_tiles_cuda(check_tile_batch(tiles))
         if isinstance(tiles, np.ndarray):
             arr = tiles.astype(np.float32, copy=False)
         else:
@@ -171,12 +179,34 @@ class OnnxDetector:
             x[:n, :, :h, :w] = chunk
             boxes, scores, num = self.session.run(["boxes", "scores", "num_detections"],
                                                   {"tiles": x})
-            for k in range(n):
-                m = int(num[k])
-                bk = boxes[k, :m].copy()
-                bk[:, 0::2] = np.clip(bk[:, 0::2], 0, w)
-                bk[:, 1::2] = np.clip(bk[:, 1::2], 0, h)
-                out.append(filter_scores(bk, scores[k, :m], self.score_threshold))
+            out += unpad_detections(boxes, scores, num, n, (h, w), self.score_threshold)
+        return out
+
+    def _run_tiles_cuda(self, tiles: Any) -> list[Detections]:
+        """Batched graph on CUDA tiles: the padded batch is bound by device address
+        (I/O binding), so the tiles never visit host memory; outputs come back to host."""
+        import torch
+
+        b, _, h, w = tiles.shape
+        if h > self.tile or w > self.tile:
+            raise ValueError(f"tiles of {w}x{h} px exceed the graph's {self.tile} px tile")
+        dev = tiles.device
+        out: list[Detections] = []
+        for i0 in range(0, b, self.batch):
+            chunk = tiles[i0:i0 + self.batch]
+            n = int(chunk.shape[0])
+            x = torch.full((self.batch, 1, self.tile, self.tile), IMAGENET_GREY_PAD,
+                           dtype=torch.float32, device=dev)
+            x[n:] = 0.0
+            x[:n, :, :h, :w] = chunk.float()
+            binding = self.session.io_binding()
+            binding.bind_input("tiles", "cuda", dev.index or 0, np.float32, tuple(x.shape),
+                               x.data_ptr())
+            for name in ("boxes", "scores", "num_detections"):
+                binding.bind_output(name, "cpu")
+            self.session.run_with_iobinding(binding)
+            boxes, scores, num = binding.copy_outputs_to_cpu()
+            out += unpad_detections(boxes, scores, num, n, (h, w), self.score_threshold)
         return out
 
     def describe(self) -> dict[str, Any]:

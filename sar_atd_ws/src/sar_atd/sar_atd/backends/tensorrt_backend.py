@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sar_atd.backends.base import filter_scores
+from sar_atd.backends.base import unpad_detections
 from sar_atd.detectors.base import Detections
 from sar_atd.errors import BackendError
 from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
@@ -368,12 +368,8 @@ class TensorRTDetector:
             chunk = tiles[i0:i0 + self.batch]
             n = int(chunk.shape[0])
             res = self._run(chunk, n, h, w)
-            for k in range(n):
-                m = int(res["num_detections"][k])
-                bk = res["boxes"][k, :m].copy()
-                bk[:, 0::2] = np.clip(bk[:, 0::2], 0, w)
-                bk[:, 1::2] = np.clip(bk[:, 1::2], 0, h)
-                out.append(filter_scores(bk, res["scores"][k, :m], self.score_threshold))
+            out += unpad_detections(res["boxes"], res["scores"], res["num_detections"], n,
+                                    (h, w), self.score_threshold)
         return out
 
     def _run(self, chunk: Any, n: int, h: int, w: int) -> dict[str, np.ndarray]:
