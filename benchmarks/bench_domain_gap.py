@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sar_atd.boxes import mask_box
 from sar_atd.config import load_config
-from sar_atd.sar.chips import MSTAR_CLASSES, list_chips, mask_box, read_chip, read_sarbake_mask
+from sar_atd.sar.chips import MSTAR_CLASSES, list_chips, read_chip, read_sarbake_mask
 from sar_atd_training.paths import MISSING_DATA_MESSAGE, mstar_chips_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,6 +42,7 @@ import torch
 from scipy import ndimage, special
 from scipy.spatial import cKDTree
 
+from sar_atd.config import check_range
 from sar_atd.errors import SarAtdError
 from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, noise_power_gain
 
@@ -95,13 +96,6 @@ def check_scene_statistics(scene: np.ndarray, cfg: ClutterConfig, seed: int = 0)
             f"[{lo:.3g}, {hi:.3g}] (grass level {cfg.grass_median_amplitude}); "
             "the scene is not written")
     return median
-
-
-def _check_range(name: str, rng: tuple[float, float], lo: float | None = None) -> None:
-    if len(rng) != 2 or rng[0] > rng[1]:
-        raise ValueError(f"{name} must be (min, max) with min <= max, got {rng}")
-    if lo is not None and rng[0] < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {rng}")
 
 
 @dataclass(frozen=True)
@@ -228,7 +222,7 @@ class ClutterConfig:
         for cfg in (self.fields, self.trees, self.buildings, self.roads, self.points):
             for name, value in vars(cfg).items():
                 if isinstance(value, tuple):
-                    _check_range(f"{type(cfg).__name__}.{name}", value)
+                    check_range(f"{type(cfg).__name__}.{name}", value)
                 elif isinstance(value, float) and name in ("count", "treelines", "forests",
                                                            "roads", "tracks", "fences",
                                                            "poles", "discretes"):

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sar_atd.boxes import mask_box
 from sar_atd.errors import ChipReadError
 from sar_atd.evalset import read_eval_image
-from sar_atd.sar.chips import ChipRecord, list_chips, mask_box, read_sarbake_mask
+from sar_atd.sar.chips import ChipRecord, list_chips, read_sarbake_mask
 
 log = logging.getLogger(__name__)
 

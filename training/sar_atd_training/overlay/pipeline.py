@@ -54,9 +54,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sar_atd.boxes import mask_box
+from sar_atd.config import check_range
 from sar_atd.errors import ConfigError, SarAtdError
 from sar_atd.sar.lut import power_law_render
-from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, spectral_window
+from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, noise_power_gain
 
 LOG = logging.getLogger(__name__)
 
@@ -121,10 +123,7 @@ class BankLike(Protocol):
 
 
 def _range(name: str, r: tuple[float, float], lo: float | None = None) -> None:
-    if r[0] > r[1]:
-        raise ConfigError(f"OverlayConfig.{name}: min {r[0]} > max {r[1]}")
-    if lo is not None and r[0] < lo:
-        raise ConfigError(f"OverlayConfig.{name}: values must be >= {lo}, got {r}")
+    check_range(f"OverlayConfig.{name}", r, lo)
 
 
 @dataclass(frozen=True)
@@ -265,19 +264,6 @@ class Sample:
 
 
 # --------------------------------------------------------------------------- building blocks
-def sensor_noise_gain(n: int, m: int, range_res_m: torch.Tensor, xrange_res_m: torch.Tensor,
-                      sensor: SensorConfig) -> torch.Tensor:
-    """White-noise power gain of :func:`apply_sensor_function` on (n, m) images, per item.
-
-    Batched version of :func:`sar_atd.sar.sensor.noise_power_gain`: float32 (T,).
-    """
-    wr = spectral_window(n, sensor.range_spacing_m, range_res_m, sensor.taylor_sll_db,
-                         sensor.taylor_nbar, range_res_m.device)
-    wc = spectral_window(m, sensor.xrange_spacing_m, xrange_res_m, sensor.taylor_sll_db,
-                         sensor.taylor_nbar, range_res_m.device)
-    return (wr.double() ** 2).mean(-1).float() * (wc.double() ** 2).mean(-1).float()
-
-
 def brightest_points(signatures: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` brightest local maxima (3x3) of each ideal signature.
 
@@ -341,14 +327,6 @@ def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
     period = 2 * (n - 1)
     idx = np.mod(idx, period)
     return np.where(idx >= n, period - idx, idx)
-
-
-def _mask_box(mask: torch.Tensor) -> list[float] | None:
-    rows = torch.nonzero(mask.any(1)).flatten()
-    cols = torch.nonzero(mask.any(0)).flatten()
-    if rows.numel() == 0:
-        return None
-    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -630,7 +608,7 @@ class OverlayPipeline:
                                                                      for s in sl])
             bgwin_orig = torch.stack([bg_t[b, r:r + s1, c:c + s2]
                                       for b, r, c in zip(bidx, rows, cols)])
-            gain = sensor_noise_gain(s1 + 2 * m, s2 + 2 * m, rr, xr, self.sensor)
+            gain = noise_power_gain((s1 + 2 * m, s2 + 2 * m), self.sensor, rr, xr)
             sigma = torch.sqrt(10.0 ** (ndb / 10.0) / (2.0 * gain))[:, None, None]
             noise = torch.complex(torch.randn(win.shape, generator=dev_g, device=dev) * sigma,
                                   torch.randn(win.shape, generator=dev_g, device=dev) * sigma)
@@ -677,9 +655,10 @@ class OverlayPipeline:
                 full = torch.zeros((n + 2 * pad, n + 2 * pad), dtype=torch.bool)
                 full[rows[k]:rows[k] + s1, cols[k]:cols[k] + s2] = vis_cpu[k]
                 full = full[pad:pad + n, pad:pad + n]
-                box = _mask_box(full)
-                if box is None:  # cannot happen for a support inside the image; be explicit
+                box_arr = mask_box(full.numpy(), True)
+                if box_arr is None:  # cannot happen for a support inside the image; be explicit
                     raise PlacementError(f"object {o['record']} has no visible pixel")
+                box = [float(v) for v in box_arr]
                 o["box"] = box
                 o["dropped_points"] = int(n_drop[k])
                 if o["is_target"]:

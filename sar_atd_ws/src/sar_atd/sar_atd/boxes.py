@@ -14,12 +14,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from sar_atd.sar.chips import mask_box
-
 __all__ = [
     "as_boxes", "box_area", "box_iou", "nms", "clip_boxes", "merge_boxes", "mask_box",
     "xyxy_to_xywh", "xywh_to_xyxy", "score_order",
 ]
+
+
+def mask_box(mask: np.ndarray, value: int | bool = 1) -> np.ndarray | None:
+    """Tight box of the pixels of ``mask`` equal to ``value``, or None when there are none.
+
+    Args:
+        mask: (H, W) label or bool mask (numpy; a torch tensor is read on the CPU).
+        value: the label to box (1: SARBake target; True for a bool mask).
+
+    Returns:
+        float32 ``[x0, y0, x1, y1]`` in pixel-edge coordinates: the box of a single pixel
+        (row r, col c) is ``[c, r, c+1, r+1]``.
+    """
+    hit = np.asarray(mask.cpu() if hasattr(mask, "cpu") else mask) == value
+    rows = np.flatnonzero(hit.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(hit.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
 
 def as_boxes(boxes: np.ndarray | list, name: str = "boxes") -> np.ndarray:

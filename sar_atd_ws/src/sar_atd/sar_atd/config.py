@@ -124,6 +124,20 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return clean(dataclasses.asdict(obj))
 
 
+def check_range(name: str, value: tuple[float, float], lo: float | None = None) -> None:
+    """Refuse a ``(min, max)`` range that is not two ordered numbers, or is below ``lo``.
+
+    Raises:
+        ConfigError: naming ``name`` and the offending values.
+    """
+    if len(value) != 2:
+        raise ConfigError(f"{name} must be (min, max), got {value}")
+    if not value[0] <= value[1]:  # also refuses NaN
+        raise ConfigError(f"{name}: min {value[0]} > max {value[1]}")
+    if lo is not None and value[0] < lo:
+        raise ConfigError(f"{name}: values must be >= {lo}, got {value}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, naming the file in any error."""
     path = Path(path)

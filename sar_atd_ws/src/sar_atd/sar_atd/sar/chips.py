@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sar_atd.boxes import mask_box  # noqa: F401  (moved to sar_atd.boxes; old import path)
 from sar_atd.errors import ChipReadError
 
 MASK_CLUTTER, MASK_TARGET, MASK_SHADOW = 0, 1, 2
@@ -74,18 +75,6 @@ def read_sarbake_mask(path: str | Path, shape: tuple[int, int] | None = None) ->
     if shape is not None and mask.shape != tuple(shape):
         raise ChipReadError(f"{path}: mask shape {mask.shape} != chip shape {tuple(shape)}")
     return mask.astype(np.uint8)
-
-
-def mask_box(mask: np.ndarray, value: int = MASK_TARGET) -> np.ndarray | None:
-    """Tight box of the pixels equal to ``value``: float32 [x0, y0, x1, y1] or None.
-
-    Boxes use pixel-edge coordinates: a pixel (row r, col c) spans [c, c+1) x [r, r+1), so
-    the box of a single pixel is [c, r, c+1, r+1]. This is the box convention of SAR-ATD.
-    """
-    rows, cols = np.nonzero(mask == value)
-    if rows.size == 0:
-        return None
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
 
 
 @dataclass(frozen=True)

@@ -207,18 +207,29 @@ def apply_sensor_function(image: Any, sensor: SensorConfig | None = None,
 
 
 def noise_power_gain(shape: tuple[int, int], sensor: SensorConfig | None = None,
-                     range_res_m: float | None = None, xrange_res_m: float | None = None
-                     ) -> float:
-    """Factor by which :func:`apply_sensor_function` scales the power of white noise."""
+                     range_res_m: Any = None, xrange_res_m: Any = None) -> Any:
+    """Factor by which :func:`apply_sensor_function` scales the power of white noise.
+
+    Args:
+        shape: (H, W) of the filtered images.
+        sensor: spacing and window; defaults to :class:`SensorConfig`.
+        range_res_m, xrange_res_m: floats, or tensors of shape (B,) (one per image).
+
+    Returns:
+        A float, or a float32 tensor (B,) on the resolutions' device when either is a tensor.
+    """
     sensor = sensor or SensorConfig()
     h, w = shape
     rr = sensor.range_res_m if range_res_m is None else range_res_m
     xr = sensor.xrange_res_m if xrange_res_m is None else xrange_res_m
+    batched = isinstance(rr, torch.Tensor) or isinstance(xr, torch.Tensor)
+    device = next((t.device for t in (rr, xr) if isinstance(t, torch.Tensor)), None)
     wr = spectral_window(h, sensor.range_spacing_m, rr, sensor.taylor_sll_db,
-                         sensor.taylor_nbar)
+                         sensor.taylor_nbar, device)
     wc = spectral_window(w, sensor.xrange_spacing_m, xr, sensor.taylor_sll_db,
-                         sensor.taylor_nbar)
-    return float((wr.double() ** 2).mean() * (wc.double() ** 2).mean())
+                         sensor.taylor_nbar, device)
+    gain = (wr.double() ** 2).mean(-1) * (wc.double() ** 2).mean(-1)
+    return gain.float() if batched else float(gain)
 
 
 # --------------------------------------------------------------------------- image formation
