@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from sar_atd.atomic import atomic_write_json
 from sar_atd.errors import CheckpointError
 
 
@@ -52,14 +53,12 @@ def build_record(run: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
 
 def plot_record(record: dict[str, Any], rows: list[dict[str, str]], out_png: Path) -> None:
     """Training loss (raw and smoothed) and validation AP over steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sar_atd.plots import new_figure, save_png
 
     steps = [int(r["step"]) for r in rows]
     loss = [float(r["loss"]) for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure((11, 4))
+    a, b = fig.subplots(1, 2)
     a.plot(steps, loss, lw=0.5, alpha=0.4, label="loss")
     a.plot([c["step"] for c in record["loss_curve"]], [c["loss"] for c in record["loss_curve"]],
            lw=1.5, label="window mean")
@@ -81,8 +80,7 @@ def plot_record(record: dict[str, Any], rows: list[dict[str, str]], out_png: Pat
         b.text(0.5, 0.5, "no validation in this run", ha="center", transform=b.transAxes)
     b.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_png(fig, out_png, dpi=100)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -91,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_name(out.name + "_record.json")
     png_path = out.with_name(out.name + "_loss.png")
-    json_path.write_text(json.dumps(record, indent=2))
+    atomic_write_json(json_path, record, indent=2)
     plot_record(record, rows, png_path)
     print(f"wrote {json_path} and {png_path}")
     return 0

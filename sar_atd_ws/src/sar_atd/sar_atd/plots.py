@@ -1,5 +1,9 @@
 """Evaluation plots (matplotlib, Agg backend): PR curves, AP vs IoU, annotated images.
 
+Figures are built as :class:`matplotlib.figure.Figure` objects on an explicit Agg canvas, so
+importing this module never changes the process-wide matplotlib backend (no
+``matplotlib.use``) and works without a display. PNGs are written atomically.
+
 All functions take the dicts returned by :func:`sar_atd.metrics.evaluate` (one per
 detector, keyed by the detector's name) so several detectors - CFAR beside the models -
 share one figure, like the paper's Fig. 12 (AP vs IoU threshold) and Fig. 13 (precision x
@@ -11,15 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from sar_atd.atomic import atomic_path
+from sar_atd.detectors.base import Detections
 
-from sar_atd.detectors.base import Detections  # noqa: E402
-
-__all__ = ["plot_pr_curves", "plot_ap_vs_iou", "plot_detections"]
+__all__ = ["plot_pr_curves", "plot_ap_vs_iou", "plot_detections", "new_figure", "save_png"]
 
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
            "tab:olive", "tab:cyan"]
@@ -27,6 +32,20 @@ _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "ta
 
 def _key(t: float) -> str:
     return f"{t:.2f}"
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas (no pyplot state, no global backend change)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return path
 
 
 def plot_pr_curves(results: Mapping[str, dict], path: str | Path,
@@ -42,8 +61,8 @@ def plot_pr_curves(results: Mapping[str, dict], path: str | Path,
         title: figure title.
     """
     path = Path(path)
-    fig, axes = plt.subplots(1, len(iou_thresholds), figsize=(5 * len(iou_thresholds), 4.6),
-                             squeeze=False)
+    fig = new_figure((5 * len(iou_thresholds), 4.6))
+    axes = fig.subplots(1, len(iou_thresholds), squeeze=False)
     for ax, t in zip(axes[0], iou_thresholds, strict=True):
         for i, (name, res) in enumerate(results.items()):
             curve = res.get("pr_curves", {}).get(_key(t))
@@ -67,17 +86,15 @@ def plot_pr_curves(results: Mapping[str, dict], path: str | Path,
         ax.legend(loc="lower left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_ap_vs_iou(results: Mapping[str, dict], path: str | Path,
                    title: str = "AP vs IoU threshold") -> Path:
     """AP as a function of the IoU threshold (paper Fig. 12), one line per detector."""
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4.4))
+    fig = new_figure((6, 4.4))
+    ax = fig.subplots()
     for i, (name, res) in enumerate(results.items()):
         curve = res["ap_vs_iou"]
         ax.plot(curve["iou"], curve["ap"], "o-", ms=3.5, color=_COLORS[i % len(_COLORS)],
@@ -90,10 +107,7 @@ def plot_ap_vs_iou(results: Mapping[str, dict], path: str | Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_detections(image: np.ndarray, gt_boxes: np.ndarray | None,
@@ -116,15 +130,16 @@ def plot_detections(image: np.ndarray, gt_boxes: np.ndarray | None,
         detections = {"prediction": detections}
     detections = detections or {}
     h, w = image.shape[:2]
-    fig, ax = plt.subplots(figsize=(min(12, max(4, w / 80)), min(12, max(4, h / 80))))
+    fig = new_figure((min(12, max(4, w / 80)), min(12, max(4, h / 80))))
+    ax = fig.subplots()
     # extent puts pixel (r, c) on [c, c+1) x [r, r+1): the pixel-edge box convention
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest",
               extent=(0, w, h, 0))
     if gt_boxes is not None:
         for x0, y0, x1, y1 in np.asarray(gt_boxes, float).reshape(-1, 4):
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white",
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white",
                                        lw=1.4, ls="--"))
-    handles = [plt.Line2D([], [], color="white", ls="--", label="ground truth")]
+    handles = [Line2D([], [], color="white", ls="--", label="ground truth")]
     for i, (name, det) in enumerate(detections.items()):
         c = _COLORS[i % len(_COLORS)]
         keep = np.ones(len(det), bool) if score_threshold is None else (
@@ -132,10 +147,10 @@ def plot_detections(image: np.ndarray, gt_boxes: np.ndarray | None,
         boxes, scores = det.boxes[keep], det.scores[keep]
         top = set(np.argsort(-scores, kind="mergesort")[:max_labels].tolist())
         for j, ((x0, y0, x1, y1), s) in enumerate(zip(boxes, scores, strict=True)):
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=1.2))
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=c, lw=1.2))
             if j in top:
                 ax.text(x0, y0 - 1, f"{s:.3g}", color=c, fontsize=6, va="bottom")
-        handles.append(plt.Line2D([], [], color=c, label=name))
+        handles.append(Line2D([], [], color=c, label=name))
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
@@ -143,7 +158,4 @@ def plot_detections(image: np.ndarray, gt_boxes: np.ndarray | None,
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
