@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
 import warnings
@@ -100,7 +101,7 @@ def time_generation(size: int, n: int) -> float | None:
         return None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+",
                    default=["retinanet_r18_fpn", "retinanet_r50_fpn", "fasterrcnn_vgg16"])
@@ -111,7 +112,7 @@ def main() -> None:
     p.add_argument("--fgsm-eps", type=float, default=2.0)
     p.add_argument("--skip-inference", action="store_true")
     p.add_argument("--skip-generation", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     dev = args.device
@@ -142,7 +143,8 @@ def main() -> None:
                 rates = ", ".join(f"{n} {train_rate[(n, s)]:.2f}" for (n, s) in train_rate
                                   if s == size)
                 print(f"  {size} px: generation {g:.2f} img/s; training img/s: {rates}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
