@@ -59,7 +59,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name and module.startswith(err.name):  # not built yet
+            if err.name and module.startswith(err.name):  # an optional module not installed
                 continue
             raise
         mod.register(sub)

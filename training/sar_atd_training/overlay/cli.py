@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _bank(path: Path | None):  # noqa: ANN202 - returns a contract bank
+def _bank(path: Path | None):  # noqa: ANN202 - returns a BankLike
     from sar_atd_training.overlay import toybank
 
     if path is not None:

@@ -37,7 +37,7 @@ class OverlayDataset(IterableDataset):
 
     Args:
         config: randomisation ranges.
-        bank: signature bank (contract (1)).
+        bank: signature bank (:class:`~sar_atd_training.overlay.pipeline.BankLike`).
         backgrounds: :class:`~sar_atd_training.clutter.BackgroundSet`.
         seed: base seed.
         device: where generation runs. With a CUDA device use ``num_workers=0`` (the GPU does

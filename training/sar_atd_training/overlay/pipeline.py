@@ -110,7 +110,7 @@ def check_batch_statistics(composed: torch.Tensor, background_median: torch.Tens
 
 
 class BankLike(Protocol):
-    """What the pipeline needs of a signature bank (contract (1))."""
+    """What the pipeline needs of a signature bank (:class:`SignatureBank` provides it)."""
 
     records: list[Any]
 
@@ -335,7 +335,7 @@ class OverlayPipeline:
 
     Args:
         config: randomisation ranges.
-        bank: signature bank (contract (1)): records, signature/shadow/support(i), select.
+        bank: signature bank (:class:`BankLike`): records, signature/shadow/support(i), select.
         backgrounds: :class:`~sar_atd_training.clutter.BackgroundSet` (or any sequence of
             complex (H, W) arrays), each at least ``image_size`` on both sides.
         device: where the maths runs ('cpu', 'cuda', ...).

@@ -112,7 +112,7 @@ def make_split(bank: Any, seed: int = 0, *, backgrounds: Sequence[str] | None = 
     """Split bank records (held-out azimuth sectors per class) and backgrounds.
 
     Args:
-        bank: signature bank (contract (1)).
+        bank: signature bank (:class:`~sar_atd_training.overlay.pipeline.BankLike`).
         seed: random seed.
         backgrounds: background names to split (e.g. ``BackgroundSet.names``); none if omitted.
         test_backgrounds: share of backgrounds for test (< 1), or a count (>= 1).

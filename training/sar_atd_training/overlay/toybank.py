@@ -1,6 +1,6 @@
-"""Small in-memory signature banks that follow the signature-bank contract.
+"""Small in-memory signature banks for tests, demos and runs without a simulated bank.
 
-:class:`ArrayBank` implements the contract of ``sar_atd_training.simulator.bank.SignatureBank``
+:class:`ArrayBank` is a ``sar_atd_training.simulator.bank.SignatureBank``
 (``records``, ``signature(i)``, ``shadow(i)``, ``support(i)``, ``select(...)``, ``__len__``) for
 arrays held in memory, so the overlay pipeline, its tests and demos work without the simulator.
 :func:`make_toy_bank` builds a tiny bank of point-scatterer "vehicles" (a few bright scatterers

@@ -2,7 +2,7 @@
 
 A dataset factory is ``factory(seed: int) -> Iterable[(image, target)]`` with image
 torch.uint8 (H, W) and target ``{"boxes": float32 (N, 4) xyxy pixel-edge, "labels": int64
-(N,)}`` (contract (2), :class:`sar_atd_training.overlay.OverlayDataset`). Registry
+(N,)}`` (what :class:`sar_atd_training.overlay.OverlayDataset` yields). Registry
 :data:`DATASETS` maps ``data.kind`` of a recipe to a function building that factory:
 
 * ``overlay``: the real recipe, synthetic targets overlaid on backgrounds;
@@ -104,7 +104,7 @@ def toy_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
 
 
 def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
-    """The real recipe: :class:`sar_atd_training.overlay.OverlayDataset` (contract (2)).
+    """The real recipe: :class:`sar_atd_training.overlay.OverlayDataset`.
 
     ``data`` keys (besides ``kind``): ``bank`` (signature bank folder; null: a few signatures
     simulated on the fly), ``backgrounds`` (folder of MSTAR clutter files / images; null:
