@@ -140,6 +140,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import time
 
     from sar_atd.atomic import atomic_dir, atomic_write_json, atomic_write_text
+    from sar_atd_training.evaluation.runner import to_jsonable
     from sar_atd_training.segmentation.model import Segmenter
     from sar_atd_training.segmentation.train import write_png
 
@@ -151,7 +152,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ms = (time.perf_counter() - t0) * 1e3 / len(recs)
         metrics.update({"chips": str(args.chips), "model": str(args.model),
                         "n_requested": args.n, "seed": args.seed, "ms_per_chip": ms})
-        atomic_write_json(tmp / "metrics.json", _jsonable(metrics))
+        atomic_write_json(tmp / "metrics.json", to_jsonable(metrics))
         write_png(tmp / "examples.png", _sheet(triples, args.examples))
         atomic_write_text(tmp / "report.md", _report(metrics))
     p, m = metrics["pooled"], metrics["mean_over_chips"]
@@ -160,16 +161,6 @@ def run_eval(args: argparse.Namespace) -> int:
           f"({m['shadow']['iou']:.3f}); Dice target {p['target']['dice']:.3f} shadow "
           f"{p['shadow']['dice']:.3f}; {ms:.1f} ms/chip -> {args.out}")
     return 0
-
-
-def _jsonable(x: object) -> object:
-    import math
-
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    return x
 
 
 def _report(m: dict) -> str:

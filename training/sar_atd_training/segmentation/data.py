@@ -88,7 +88,6 @@ def labels_from_sample(target_masks: torch.Tensor, shadow: torch.Tensor) -> np.n
 
 def build_pipeline(cfg: VignetteConfig, device: str = "cpu"):  # noqa: ANN201 - lazy import
     """The overlay pipeline that makes the vignettes (bank + backgrounds from ``cfg``)."""
-    from sar_atd_training.clutter import BackgroundSet, ClutterConfig
     from sar_atd_training.overlay import OverlayPipeline
 
     if cfg.bank:
@@ -99,14 +98,19 @@ def build_pipeline(cfg: VignetteConfig, device: str = "cpu"):  # noqa: ANN201 - 
         from sar_atd_training.overlay import toybank
 
         bank = toybank.simulated_bank()
-    if cfg.backgrounds:
-        backgrounds = BackgroundSet.from_folder(cfg.backgrounds)
-    else:
-        h, w = cfg.background_size
-        backgrounds = BackgroundSet.generated(cfg.generated_backgrounds,
-                                              ClutterConfig(height=h, width=w),
-                                              seed=cfg.background_seed).materialise()
+    backgrounds = background_set(cfg.backgrounds, cfg.generated_backgrounds,
+                                 cfg.background_size, cfg.background_seed).materialise()
     return OverlayPipeline(cfg.overlay, bank, backgrounds, device=device)
+
+
+def background_set(folder: str | None, n: int, size: tuple[int, int], seed: int):  # noqa: ANN201
+    """Backgrounds from ``folder``, or ``n`` generated clutter scenes of ``size`` (H, W)
+    from seeds ``seed, seed + 1, ...`` (generated on use)."""
+    from sar_atd_training.clutter import BackgroundSet, ClutterConfig
+
+    if folder:
+        return BackgroundSet.from_folder(folder)
+    return BackgroundSet.generated(n, ClutterConfig(height=size[0], width=size[1]), seed=seed)
 
 
 def generate_vignettes(cfg: VignetteConfig, n: int, seed: int, pipeline=None,  # noqa: ANN001

@@ -185,7 +185,7 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
         if step % cfg.log_interval == 0 or step == cfg.steps - 1:
             avg = float(np.mean(losses[-cfg.log_interval:]))
             bar.set_postfix(loss=f"{avg:.3f}")
-            log.debug("step %d loss %.4f", step, avg)
+            log.info("step %d/%d loss %.4f", step, cfg.steps, avg)
     t_train = time.perf_counter() - t0
 
     model.eval()

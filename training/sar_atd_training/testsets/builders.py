@@ -160,15 +160,10 @@ def render(amplitude: np.ndarray | torch.Tensor, gamma: float, level: float) -> 
 
 
 def _backgrounds(cfg: TestSetConfig):  # noqa: ANN202 - lazy import of the clutter package
-    from sar_atd_training.clutter import BackgroundSet, ClutterConfig
+    from sar_atd_training.segmentation.data import background_set
 
-    if cfg.backgrounds:
-        bgs = BackgroundSet.from_folder(cfg.backgrounds)
-    else:
-        h, w = cfg.background_size
-        bgs = BackgroundSet.generated(cfg.generated_backgrounds,
-                                      ClutterConfig(height=h, width=w),
-                                      seed=cfg.background_seed)
+    bgs = background_set(cfg.backgrounds, cfg.generated_backgrounds, cfg.background_size,
+                         cfg.background_seed)
     if len(bgs) == 0:
         raise TestSetError(f"no backgrounds in {cfg.backgrounds}")
     for i in range(len(bgs)):
@@ -433,6 +428,7 @@ def write_testset(images: list[BuiltImage], cfg: TestSetConfig, out: str | Path)
     from sar_atd.atomic import atomic_dir, atomic_write_json
     from sar_atd.config import to_dict
     from sar_atd.evalset import write_coco_dataset
+    from sar_atd_training.evaluation.runner import to_jsonable
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -459,7 +455,7 @@ def write_testset(images: list[BuiltImage], cfg: TestSetConfig, out: str | Path)
                         "check_boxes": None if it.check_boxes is None
                         else [[None if not np.isfinite(v) else float(v) for v in b]
                               for b in it.check_boxes],
-                        "chips": it.chips, "objects": _jsonable(it.objects)}
+                        "chips": it.chips, "objects": to_jsonable(it.objects)}
                        for it in images]}
         if cfg.kind in ("real-in-background", "patchwork") and any(
                 it.check_boxes is not None for it in images):
@@ -486,17 +482,3 @@ def box_agreement(images: list[BuiltImage]) -> dict:
     a = np.array(ious)
     return {"n": int(a.size), "mean_iou": float(a.mean()) if a.size else None,
             "share_iou_ge_0.5": float((a >= 0.5).mean()) if a.size else None}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    return x
