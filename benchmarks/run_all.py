@@ -15,7 +15,7 @@ import sys
 import time
 
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
-              "box_diagnosis", "rendering", "training", "streaming", "runtime")
+              "box_diagnosis", "rendering", "training", "streaming", "runtime", "deployment")
 
 
 def main(argv: list[str] | None = None) -> int:

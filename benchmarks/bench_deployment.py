@@ -1,0 +1,291 @@
+"""Deployment figures of the node graph: overload, fault run, soak.
+
+    python -m benchmarks.bench_deployment [--parts overload faults soak] [--detector cfar]
+        [--size 512] [--scenes 40] [--soak-s 600]
+
+Every part runs the real graph (``sar-atd run``: separate rclpy processes over Fast DDS,
+host-only discovery) on bags written to a temporary folder (Rayleigh clutter, bright
+targets; float32 amplitude scenes of ``--size`` px):
+
+* **overload**: the sustainable rate R is measured first (lossless replay: one scene in
+  flight); then ``--scenes`` scenes are sent at 2 R (fixed rate, keep-last QoS on
+  ``scene``): share of scenes dropped, latency p50/p99 of the processed ones (bounded: no
+  backlog grows) and unaccounted scenes (published - evaluated - missing; must be 0);
+* **faults**: the same good scenes with malformed scenes mixed in (wrong encoding, zero
+  size, step x height != data, absurd dimensions, above ``max_scene_pixels``; each with
+  ground truth so it counts as sent): every malformed one rejected (one log line each in
+  the detector's log) and counted as not evaluated, and AP25/AP50 of the good ones equal
+  to a clean run's;
+* **soak**: a looped bag at ~0.8 R for ``--soak-s`` seconds: the detector process's RSS
+  after a 60 s warm-up vs at the end (goal: growth <= 5 %), restarts (crashes), and
+  unaccounted scenes.
+
+Figures are of this machine (CPU, no GPU here) and are printed, never assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DETECTOR_MODULE = "sar_atd_ros.scene_detector"
+
+
+def make_scenes(n: int, size: int, seed: int = 0) -> list[Any]:
+    """``n`` (size, size) float32 amplitude scenes with 6 bright 14 x 30 px targets each."""
+    from sar_atd_ros.bag import BagScene
+
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for i in range(n):
+        a = rng.rayleigh(1.0, (size, size)).astype(np.float32)
+        boxes = []
+        for _ in range(6):
+            y, x = int(rng.integers(20, size - 40)), int(rng.integers(20, size - 60))
+            a[y:y + 14, x:x + 30] *= 6.0
+            boxes.append([x, y, x + 30, y + 14])
+        scenes.append(BagScene(f"s{i}", a, np.array(boxes, np.float32)))
+    return scenes
+
+
+def malformed_images(store: Any, header: Any) -> list[tuple[str, Any]]:
+    """(kind, rosbags Image) of each malformed scene kind the detector must reject."""
+    Image = store.types["sensor_msgs/msg/Image"]
+
+    def img(h: int, w: int, enc: str, step: int, n_bytes: int) -> Any:
+        return Image(header=header, height=h, width=w, encoding=enc, is_bigendian=0,
+                     step=step, data=np.zeros(n_bytes, np.uint8))
+
+    return [("wrong encoding", img(8, 8, "rgb8", 24, 192)),
+            ("zero size", img(0, 16, "32FC1", 64, 0)),
+            ("step x height != data", img(16, 16, "32FC1", 64, 64 * 15)),
+            ("absurd dimensions", img(100000, 100000, "32FC1", 400000, 8)),
+            ("above max_scene_pixels", img(2048, 2048, "mono8", 2048, 2048 * 2048))]
+
+
+def write_fault_bag(clean: Path, out: Path, every: int = 3) -> int:
+    """Copy ``clean`` to ``out`` with a malformed scene (with its ground truth) after every
+    ``every`` good ones; returns how many malformed scenes were added."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import Writer
+
+    from sar_atd_ros.bag import typestore
+
+    store = typestore()
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    GroundTruth = store.types["sar_atd_msgs/msg/GroundTruth"]
+    n_bad = n_good = 0
+    with AnyReader([clean], default_typestore=store) as reader, \
+            Writer(out, version=9) as writer:
+        conns = {c.topic: writer.add_connection(c.topic, c.msgtype, typestore=store)
+                 for c in reader.connections}
+        gt_topic = next(t for t, c in conns.items() if c.msgtype.endswith("GroundTruth"))
+        img_topic = next(t for t, c in conns.items() if c.msgtype.endswith("Image"))
+        kinds: list[tuple[str, Any]] = []
+        for conn, t, raw in reader.messages():
+            writer.write(conns[conn.topic], t, raw)
+            if conn.topic != img_topic:
+                continue
+            n_good += 1
+            if n_good % every:
+                continue
+            tb = t + 500_000  # between this scene and the next
+            header = Header(stamp=Time(sec=tb // 10**9, nanosec=tb % 10**9), frame_id="sar")
+            if not kinds:
+                kinds = malformed_images(store, header)
+            _kind, bad = kinds.pop(0)
+            bad.header = header
+            gt = GroundTruth(header=header, sequence=0, bag_stamp=header.stamp,
+                             scene_name=f"malformed{n_bad}", scene_height=0, scene_width=0,
+                             boxes_px=np.zeros(0, np.float32), labels=[])
+            writer.write(conns[gt_topic], tb, store.serialize_cdr(gt, conns[gt_topic].msgtype))
+            writer.write(conns[img_topic], tb + 1,
+                         store.serialize_cdr(bad, "sensor_msgs/msg/Image"))
+            n_bad += 1
+    return n_bad
+
+
+def run(bag: Path, work: Path, detector: str, mode: str, tag: str,
+        player: dict[str, Any] | None = None, evaluator: dict[str, Any] | None = None,
+        node: dict[str, Any] | None = None, on_running: Any = None) -> dict[str, Any]:
+    """One graph run; ``on_running(domain_id)`` is called in a thread while it runs."""
+    from sar_atd_ros.runner import GraphOptions, run_graph
+
+    overrides: dict[str, Any] = {"evaluator": {"report": {"drain_timeout_s": 5.0,
+                                                          "n_examples": 0,
+                                                          **(evaluator or {})}}}
+    if player:
+        overrides["scene_player"] = {"player": player}
+    if node:
+        overrides["scene_detector"] = {"node": node}
+    opts = GraphOptions(bag=bag, detector=detector, device="cpu", mode=mode,
+                        report=work / f"report_{tag}", log_dir=work / f"logs_{tag}",
+                        timeout_s=3600, overrides=overrides)
+    domain = random.SystemRandom().randint(101, 230)
+    watcher = None
+    if on_running is not None:
+        watcher = threading.Thread(target=on_running, args=(domain,), daemon=True)
+        watcher.start()
+    out = run_graph(opts, domain_id=domain)
+    if watcher is not None:
+        watcher.join(timeout=30)
+    return out
+
+
+def accounted(s: dict[str, Any]) -> int:
+    """Scenes neither evaluated nor counted missing (must be 0)."""
+    return int(s["scenes_published"]) - int(s["scenes_evaluated"]) - int(s["scenes_missing"])
+
+
+def overload(work: Path, detector: str, size: int, n: int) -> float:
+    """Prints the overload table; returns the sustainable rate (scenes/s)."""
+    from sar_atd_ros.bag import write_bag
+
+    bag = work / "overload_bag"
+    write_bag(make_scenes(n, size), bag, rate_hz=1.0)
+    base = run(bag, work, detector, "lossless", "sustainable")["summary"]
+    rate = float(base["scenes_per_s"])
+    over = run(bag, work, detector, "realtime", "overload",
+               player={"rate_hz": 2 * rate})["summary"]
+    print(f"\noverload ({n} scenes of {size} x {size} float32, detector {detector}):")
+    print("| input | scenes/s in | processed | dropped (share) | latency p50 / p99 ms | "
+          "unaccounted |")
+    print("|---|---|---|---|---|---|")
+    for name, s, r_in in (("lossless (sustainable)", base, rate), ("2x sustainable", over,
+                                                                    2 * rate)):
+        drop = s["scenes_missing"] / max(1, s["scenes_published"])
+        print(f"| {name} | {r_in:.2f} | {s['scenes_evaluated']} | {s['scenes_missing']} "
+              f"({drop:.0%}) | {s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} | "
+              f"{accounted(s)} |")
+    return rate
+
+
+def faults(work: Path, detector: str, size: int, n: int) -> None:
+    """Prints the fault-run comparison with a clean run of the same good scenes."""
+    from sar_atd_ros.bag import write_bag
+
+    clean = work / "clean_bag"
+    write_bag(make_scenes(n, size, seed=1), clean, rate_hz=1.0)
+    bad = work / "fault_bag"
+    n_bad = write_fault_bag(clean, bad)
+    player = {"lossless_timeout_s": 2.0}
+    c = run(clean, work, detector, "lossless", "clean", player=player)["summary"]
+    f_out = run(bad, work, detector, "lossless", "faults", player=player,
+                node={"max_scene_pixels": 2_000_000})
+    f = f_out["summary"]
+    log = Path(f_out["log_dir"]) / "scene_detector.log"
+    rejected = sum("rejected scene" in ln for ln in log.read_text().splitlines())
+    print(f"\nfault run ({n} good scenes + {n_bad} malformed, lossless, detector {detector}):")
+    print("| bag | published | evaluated | not evaluated | rejected (detector log) | "
+          "unaccounted | AP25 | AP50 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, s, rej in (("clean", c, 0), ("with malformed", f, rejected)):
+        print(f"| {name} | {s['scenes_published']} | {s['scenes_evaluated']} | "
+              f"{s['scenes_missing']} | {rej} | {accounted(s)} | {s['AP25']:.4f} | "
+              f"{s['AP50']:.4f} |")
+    same = abs(c["AP25"] - f["AP25"]) < 1e-9 and abs(c["AP50"] - f["AP50"]) < 1e-9
+    ok = rejected == n_bad == f["scenes_missing"]
+    print(f"every malformed scene rejected and counted: {ok}; good scenes' AP equal to the "
+          f"clean run's: {same}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def detector_pid(domain: int) -> int | None:
+    """PID of the scene_detector process of the run on ``domain`` (started by this run)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if DETECTOR_MODULE.encode() in cmd and f"ROS_DOMAIN_ID={domain}".encode() in env:
+            return int(d.name)
+    return None
+
+
+def soak(work: Path, detector: str, size: int, rate: float, soak_s: float) -> None:
+    """Prints RSS after warm-up vs at the end, restarts and unaccounted scenes."""
+    from sar_atd_ros.bag import write_bag
+
+    bag = work / "soak_bag"
+    write_bag(make_scenes(20, size, seed=2), bag, rate_hz=1.0)
+    rate_in = 0.8 * rate
+    n = int(rate_in * soak_s)
+    samples: list[tuple[float, int]] = []
+
+    def sample(domain: int) -> None:
+        t0 = time.monotonic()
+        pid = None
+        while time.monotonic() - t0 < soak_s + 120:
+            pid = pid if pid is not None and Path(f"/proc/{pid}").exists() else \
+                detector_pid(domain)
+            if pid is not None:
+                try:
+                    samples.append((time.monotonic() - t0, rss_kib(pid)))
+                except OSError:
+                    pass
+            time.sleep(5.0)
+
+    out = run(bag, work, detector, "realtime", "soak",
+              player={"rate_hz": rate_in, "loop": True, "max_scenes": n},
+              on_running=sample)
+    s = out["summary"]
+    t_start = samples[0][0] if samples else 0.0
+    warm = [r for t, r in samples if t - t_start >= 60.0]
+    print(f"\nsoak ({n} scenes at {rate_in:.2f}/s from a looped 20-scene bag, "
+          f"{out['wall_s']:.0f} s, detector {detector}):")
+    if len(warm) < 2:
+        print("too few RSS samples after the 60 s warm-up: growth not measured")
+    else:
+        growth = (warm[-1] - warm[0]) / warm[0]
+        print(f"detector RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end "
+              f"{warm[-1] / 1024:.1f} MiB, max {max(warm) / 1024:.1f} MiB: growth "
+              f"{growth:+.1%} (goal <= 5 %)")
+    print(f"restarts (crashes): {out.get('restarts') or 0}; evaluated {s['scenes_evaluated']}"
+          f", dropped {s['scenes_missing']}, unaccounted {accounted(s)}; latency p50/p99 "
+          f"{s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_deployment",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", choices=("overload", "faults", "soak"),
+                    default=["overload", "faults"])
+    ap.add_argument("--detector", default="cfar", help="cfar | model file")
+    ap.add_argument("--size", type=int, default=512, help="scene side (px)")
+    ap.add_argument("--scenes", type=int, default=40, help="scenes of the overload/fault runs")
+    ap.add_argument("--soak-s", type=float, default=600.0, help="soak duration (s)")
+    args = ap.parse_args(argv)
+    print("machine: this project's 2-core CPU (no GPU), shared with other jobs")
+    with tempfile.TemporaryDirectory(prefix="bench_deployment_") as tmp:
+        work = Path(tmp)
+        rate = None
+        if "overload" in args.parts:
+            rate = overload(work, args.detector, args.size, args.scenes)
+        if "faults" in args.parts:
+            faults(work, args.detector, args.size, args.scenes)
+        if "soak" in args.parts:
+            if rate is None:
+                rate = overload(work, args.detector, args.size, args.scenes)
+            soak(work, args.detector, args.size, rate, args.soak_s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
