@@ -4,8 +4,8 @@
         [--size 512] [--scenes 40] [--soak-s 600]
 
 Every part runs the real graph (``sar-atd run``: separate rclpy processes over Fast DDS,
-host-only discovery) on bags written to a temporary folder (Rayleigh clutter, bright
-targets; float32 amplitude scenes of ``--size`` px):
+host-only discovery) on bags written to a temporary folder (``bench_streaming.make_bag``:
+Rayleigh clutter, 8 bright targets; float32 amplitude scenes of ``--size`` px):
 
 * **overload**: the sustainable rate R is measured first (lossless replay: one scene in
   flight); then ``--scenes`` scenes are sent at 2 R (fixed rate, keep-last QoS on
@@ -35,24 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.bench_streaming import make_bag
+
 DETECTOR_MODULE = "sar_atd_ros.scene_detector"
-
-
-def make_scenes(n: int, size: int, seed: int = 0) -> list[Any]:
-    """``n`` (size, size) float32 amplitude scenes with 6 bright 14 x 30 px targets each."""
-    from sar_atd_ros.bag import BagScene
-
-    rng = np.random.default_rng(seed)
-    scenes = []
-    for i in range(n):
-        a = rng.rayleigh(1.0, (size, size)).astype(np.float32)
-        boxes = []
-        for _ in range(6):
-            y, x = int(rng.integers(20, size - 40)), int(rng.integers(20, size - 60))
-            a[y:y + 14, x:x + 30] *= 6.0
-            boxes.append([x, y, x + 30, y + 14])
-        scenes.append(BagScene(f"s{i}", a, np.array(boxes, np.float32)))
-    return scenes
 
 
 def malformed_images(store: Any, header: Any) -> list[tuple[str, Any]]:
@@ -147,10 +132,8 @@ def accounted(s: dict[str, Any]) -> int:
 
 def overload(work: Path, detector: str, size: int, n: int) -> float:
     """Prints the overload table; returns the sustainable rate (scenes/s)."""
-    from sar_atd_ros.bag import write_bag
-
     bag = work / "overload_bag"
-    write_bag(make_scenes(n, size), bag, rate_hz=1.0)
+    make_bag(bag, n, size)
     base = run(bag, work, detector, "lossless", "sustainable")["summary"]
     rate = float(base["scenes_per_s"])
     over = run(bag, work, detector, "realtime", "overload",
@@ -170,10 +153,8 @@ def overload(work: Path, detector: str, size: int, n: int) -> float:
 
 def faults(work: Path, detector: str, size: int, n: int) -> None:
     """Prints the fault-run comparison with a clean run of the same good scenes."""
-    from sar_atd_ros.bag import write_bag
-
     clean = work / "clean_bag"
-    write_bag(make_scenes(n, size, seed=1), clean, rate_hz=1.0)
+    make_bag(clean, n, size, seed=1)
     bad = work / "fault_bag"
     n_bad = write_fault_bag(clean, bad)
     player = {"lossless_timeout_s": 2.0}
@@ -221,10 +202,8 @@ def detector_pid(domain: int) -> int | None:
 
 def soak(work: Path, detector: str, size: int, rate: float, soak_s: float) -> None:
     """Prints RSS after warm-up vs at the end, restarts and unaccounted scenes."""
-    from sar_atd_ros.bag import write_bag
-
     bag = work / "soak_bag"
-    write_bag(make_scenes(20, size, seed=2), bag, rate_hz=1.0)
+    make_bag(bag, 20, size, seed=2)
     rate_in = 0.8 * rate
     n = int(rate_in * soak_s)
     samples: list[tuple[float, int]] = []
