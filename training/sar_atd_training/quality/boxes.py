@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sar_atd.boxes import as_boxes, box_iou
-from sar_atd.sar.chips import MASK_SHADOW, MASK_TARGET, mask_box
+from sar_atd.boxes import as_boxes, box_iou, mask_box
+from sar_atd.sar.chips import MASK_SHADOW, MASK_TARGET
 
 __all__ = ["SIDES", "edge_errors", "side_fix_iou_gain", "returns_box", "core_box",
            "shadow_start_edge", "mask_orientation_deg", "RefineConfig", "refine_box",
-           "refine_boxes"]
+           "refine_boxes", "fit_side_offsets", "apply_side_offsets"]
 
 SIDES = ("far", "near", "left", "right")
 """Box sides in the order used by every (N, 4) side array of this module."""
@@ -270,3 +270,38 @@ def refine_boxes(image: np.ndarray, boxes: np.ndarray, cfg: RefineConfig = Refin
     bx = as_boxes(boxes)
     return np.stack([refine_box(image, b, cfg) for b in bx]) if len(bx) else bx.astype(
         np.float32)
+
+
+def fit_side_offsets(errors: np.ndarray) -> np.ndarray:
+    """Per-side box bias: the median signed outward error of matched boxes.
+
+    Args:
+        errors: (M, 4) :func:`edge_errors` of a detector's matched boxes against the
+            reference boxes of a calibration set (never the set it is then measured on).
+
+    Returns:
+        float64 (4,) offsets in :data:`SIDES` order (0 where ``errors`` is empty).
+    """
+    e = np.asarray(errors, np.float64).reshape(-1, 4)
+    e = e[np.isfinite(e).all(1)]
+    return np.median(e, axis=0) if len(e) else np.zeros(4)
+
+
+def apply_side_offsets(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Move every side inwards by its offset (:func:`fit_side_offsets`; < 0 moves outwards).
+
+    Sides never cross: a box narrower than the correction keeps at least 1 px, centred.
+
+    Returns:
+        float32 (N, 4).
+    """
+    b = as_boxes(boxes).astype(np.float64)
+    o = np.asarray(offsets, np.float64).reshape(4)
+    out = b.copy()
+    for s, c in enumerate(_COORD):
+        out[:, c] = b[:, c] - _OUTWARD[s] * o[s]
+    for lo, hi in ((0, 2), (1, 3)):
+        bad = out[:, hi] - out[:, lo] < 1.0
+        mid = (out[bad, lo] + out[bad, hi]) / 2
+        out[bad, lo], out[bad, hi] = mid - 0.5, mid + 0.5
+    return out.astype(np.float32)
