@@ -68,11 +68,8 @@ def _scene_detector(det: Any, args: argparse.Namespace, device: str = "cpu",
     from sar_atd.config import SceneDetectorConfig, TilerConfig
     from sar_atd.scene import SceneDetector
 
-    info = getattr(det, "model_info", None)
-    render = {k: v for k, v in (info.render if info else {}).items()
-              if k in ("gamma", "amplitude_ref", "ref_quantile", "ref_level")}
     cfg = TilerConfig(tile_size=args.tile, overlap=args.overlap,
-                      batch_size=batch or args.batch, device=device, **render)
+                      batch_size=batch or args.batch, device=device)  # model's rendering
     return SceneDetector(det, cfg, SceneDetectorConfig(score_threshold=score_threshold))
 
 

@@ -159,6 +159,12 @@ def test_model_info_round_trip_and_operating_threshold_use() -> None:
     assert sd.score_threshold == 0.37
     sd = SceneDetector(det, TilerConfig(device="cpu"), SceneDetectorConfig(score_threshold=0.2))
     assert sd.score_threshold == 0.2
+    # the model's recorded rendering replaces the tiler's LUT fields unless told otherwise
+    assert (sd.tiler.cfg.gamma, sd.tiler.cfg.amplitude_ref) == (0.75, 0.0)
+    sd = SceneDetector(det, TilerConfig(device="cpu", render="config"))
+    assert (sd.tiler.cfg.gamma, sd.tiler.cfg.amplitude_ref) == (0.5, 1.0)
+    assert SceneDetector(CfarDetector(), TilerConfig(device="cpu", gamma=0.6)
+                         ).tiler.cfg.gamma == 0.6  # CFAR records no rendering
 
 
 def test_operating_point_command_records_metadata(tmp_path: Path) -> None:

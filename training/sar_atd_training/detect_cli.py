@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="side of the scene the radar is on (default: from an MSTAR header, "
                         "else the model's: bottom)")
     p.add_argument("--amplitude-ref", type=float, default=None,
-                   help="LUT white point for non-8-bit scenes (0 = content anchor; default: "
-                        "the model's rendering)")
+                   help="render non-8-bit scenes with the quarter-power LUT and this white "
+                        "point (0 = content anchor) instead of the model's recorded rendering")
     p.add_argument("--no-png", action="store_true", help="skip the annotated PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run_detect)
@@ -169,13 +169,11 @@ def run_detect(args: argparse.Namespace) -> int:
     det, desc = resolve_detector(args.detector, device=device, score_threshold=0.01,
                                  backend=args.backend)
     info = getattr(det, "model_info", None)
-    render = dict(info.render) if info is not None else {}
-    if args.amplitude_ref is not None:
-        render["amplitude_ref"] = args.amplitude_ref
+    render = {"render": "model"}
+    if args.amplitude_ref is not None:  # an explicit LUT: the paper's quarter power
+        render = {"render": "config", "gamma": 0.5, "amplitude_ref": args.amplitude_ref}
     tiler_cfg = TilerConfig(tile_size=args.tile, overlap=args.overlap, batch_size=args.batch,
-                            device=device, **{k: v for k, v in render.items()
-                                              if k in ("gamma", "amplitude_ref",
-                                                       "ref_quantile", "ref_level")})
+                            device=device, **render)  # type: ignore[arg-type]
     if thr is None:
         op = info.operating_threshold if info is not None else None
         thr = (op if op is not None else 0.5) if neural else 0.0
@@ -199,7 +197,7 @@ def run_detect(args: argparse.Namespace) -> int:
                    "n_tiles": out.n_tiles, "n_before_merge": out.n_raw,
                    "pixel_spacing_m": list(spacing) if spacing else None,
                    "orientation": orient, "detector": desc, "score_threshold": thr,
-                   "tiler": vars(tiler_cfg), "milliseconds": round(ms, 1),
+                   "tiler": vars(scene_det.tiler.cfg), "milliseconds": round(ms, 1),
                    "detections": [{"box": [round(float(v), 3) for v in b],
                                    "score": float(s), "tile": int(t)}
                                   for b, s, t in zip(out.boxes, out.scores, out.tile_index,

@@ -305,7 +305,10 @@ class TilerConfig(RosParamsMixin):
       ``ref_quantile`` quantile of the scene's rendered amplitude is shown at 8-bit level
       ``ref_level`` (the rule the hybrid training data is rendered with);
     * NaN/inf pixels (float, complex) are set to 0 before rendering and counted
-      (``PreparedScene.n_nonfinite``); ``nonfinite = "error"`` refuses such scenes.
+      (``PreparedScene.n_nonfinite``); ``nonfinite = "error"`` refuses such scenes;
+    * ``render = "model"``: inside a :class:`sar_atd.scene.SceneDetector`, the rendering
+      recorded in the model file (``ModelInfo.render``) replaces ``gamma``,
+      ``amplitude_ref``, ``ref_quantile`` and ``ref_level``; ``"config"`` keeps them.
 
     Attributes:
         tile_size: tile side (px); scenes smaller than a tile give one smaller tile.
@@ -318,6 +321,7 @@ class TilerConfig(RosParamsMixin):
         ref_level: 8-bit level of the anchor, in (0, 255].
         mono16_full_scale: amplitude of uint16 count 65535.
         nonfinite: ``"zero"`` (set to 0 and count) or ``"error"``.
+        render: ``"model"`` (the model's recorded rendering) or ``"config"``.
     """
 
     SECTION: typing.ClassVar[str] = "tiler"
@@ -332,6 +336,7 @@ class TilerConfig(RosParamsMixin):
     ref_level: float = 30.0
     mono16_full_scale: float = 1.0
     nonfinite: str = "zero"
+    render: str = "model"
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
@@ -358,6 +363,9 @@ class TilerConfig(RosParamsMixin):
         if self.nonfinite not in ("zero", "error"):
             raise ValueError(f"TilerConfig.nonfinite must be 'zero' or 'error', got "
                              f"{self.nonfinite!r}")
+        if self.render not in ("model", "config"):
+            raise ValueError(f"TilerConfig.render must be 'model' or 'config', got "
+                             f"{self.render!r}")
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ scene smaller than a tile gives exactly the model's detections.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -180,9 +181,17 @@ class SceneDetector:
         from sar_atd.models.metadata import model_info_of
 
         self.detector = detector
-        self.tiler = Tiler(tiler_cfg)
         self.cfg = cfg or SceneDetectorConfig()
         self.info = model_info if model_info is not None else model_info_of(detector)
+        tiler_cfg = tiler_cfg or TilerConfig()
+        carried = model_info if model_info is not None else getattr(detector, "model_info",
+                                                                     None)
+        render = getattr(carried, "render", None)  # CFAR carries none: config fields
+        if tiler_cfg.render == "model" and render:
+            keys = ("gamma", "amplitude_ref", "ref_quantile", "ref_level")
+            tiler_cfg = dataclasses.replace(
+                tiler_cfg, **{k: float(v) for k, v in render.items() if k in keys})
+        self.tiler = Tiler(tiler_cfg)
 
     @property
     def score_threshold(self) -> float:
