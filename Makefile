@@ -9,7 +9,7 @@ MSGS := $(VENV)/.sar_atd_msgs
 MSG_SRC := $(wildcard sar_atd_ws/src/sar_atd_msgs/msg/*.msg) \
 	sar_atd_ws/src/sar_atd_msgs/CMakeLists.txt sar_atd_ws/src/sar_atd_msgs/package.xml
 
-.PHONY: demo demo-offline test install bench clean
+.PHONY: demo demo-offline test lint install bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo-offline: $(STAMP) $(MSGS)
 
 test: $(STAMP) $(MSGS)
 	$(BIN)/python -m pytest -q tests
+
+# static checks (CI runs them before the tests): ruff on the whole tree, mypy on the core
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy sar_atd_ws/src/sar_atd/sar_atd
 
 bench: $(STAMP) $(MSGS)
 	$(BIN)/python -m benchmarks.run_all
