@@ -124,7 +124,7 @@ def clean_stale_temporaries(path: str | Path) -> list[Path]:
         The removed paths.
     """
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for p in path.parent.glob(_tmp_prefix(path) + "*" + TMP_SUFFIX):

@@ -192,7 +192,7 @@ class CfarDetector:
         """
         cfg = self.config
         z = cfar_statistic(image, cfg)
-        hit = (z > cfg.threshold).astype(np.uint8)
+        hit: np.ndarray = (z > cfg.threshold).astype(np.uint8)
         if cfg.closing_size > 1:
             ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
                                             (cfg.closing_size, cfg.closing_size))

@@ -120,9 +120,16 @@ def _check(strategy: str, shape: tuple[int, ...], dtype: torch.dtype, device: to
     err_p = abs(float(spec.abs().square().sum()) / n - power) / power
     if not err_p <= tol:
         return f"Parseval identity off by {err_p:.3g} (relative)"
-    for k in ((0,) * rank, tuple(min(d - 1, 3 + 2 * i) for i, d in enumerate(shape[-rank:]))):
+    dims = shape[-rank:]
+    bins: list[tuple[int, ...]] = [(0,) * rank,
+                                   tuple(min(d - 1, 3 + 2 * i) for i, d in enumerate(dims))]
+    for k in bins:
         want = _direct_bin(x, rank, k)
-        got = spec[(..., *k)].reshape(-1).to(torch.complex128)
+        flat = 0
+        for ki, d in zip(k, dims):
+            flat = flat * d + ki
+        got = spec.flatten(start_dim=spec.ndim - rank)[..., flat].reshape(-1)
+        got = got.to(torch.complex128)
         err_b = float((got - want).abs().max()) / scale
         if not err_b <= tol * 10:
             return f"bin {k} off by {err_b:.3g} (relative)"

@@ -147,7 +147,7 @@ def psf_metrics(img: np.ndarray, sensor: SensorConfig | None = None,
     """
     sensor = SensorConfig() if sensor is None else sensor
     amp = np.abs(upsample(img, up))
-    r, c = np.unravel_index(int(amp.argmax()), amp.shape)
+    r, c = (int(v) for v in np.unravel_index(int(amp.argmax()), amp.shape))
     col, row = amp[:, c], amp[r, :]
     r0, r1 = first_nulls(col, r)
     c0, c1 = first_nulls(row, c)

@@ -124,12 +124,12 @@ def taylor_broadening(sll_db: float, nbar: int) -> float:
     m, pad = 1024, 32
     u = (torch.arange(m, dtype=torch.float64) + 0.5) / m - 0.5
     w = taylor_window(u, sll_db, nbar)
-    spec = fftcheck.fft(w, n=m * pad).abs() ** 2
-    spec = (spec / spec.max()).numpy()
+    power = fftcheck.fft(w, n=m * pad).abs() ** 2
+    spec = (power / power.max()).numpy()
     # first bin below half power, then linear interpolation of the crossing
     i = int(np.argmax(spec < 0.5))
     frac = (spec[i - 1] - 0.5) / (spec[i - 1] - spec[i])
-    half_width_bins = (i - 1) + frac
+    half_width_bins = (i - 1) + float(frac)
     return 2.0 * half_width_bins / pad
 
 
