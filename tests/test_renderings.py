@@ -99,3 +99,19 @@ def test_every_named_rendering_is_pure_and_shape_preserving(ramp: np.ndarray) ->
         assert np.array_equal(ramp, before), f"{name} modified its input"
     with pytest.raises(ValueError, match="unknown rendering"):
         rendering("sepia")
+
+
+def test_histogram_matching_undoes_a_monotonic_rendering() -> None:
+    """Two renderings of the same amplitudes match back to the reference (within a level
+    or two: quantisation), and a mismatched table is refused."""
+    from sar_atd_training.quality.renderings import match_histogram, reference_quantiles
+
+    rng = np.random.default_rng(1)
+    ref = rng.rayleigh(30.0, (64, 64)).clip(0, 255).astype(np.uint8)
+    q = reference_quantiles([ref])
+    for fn in (render_quarter_power, equalize_histogram, lambda im: render_power(im, 2.0)):
+        back = match_histogram(fn(ref), q)
+        assert np.median(np.abs(back.astype(int) - ref.astype(int))) <= 2
+    assert match_histogram(ref, q).dtype == np.uint8
+    with pytest.raises(ValueError, match="non-decreasing"):
+        match_histogram(ref, q[::-1])

@@ -29,7 +29,8 @@ from sar_atd.sar.lut import power_law_render
 
 __all__ = ["to_amplitude", "render_power", "render_linear", "render_quarter_power",
            "equalize_histogram", "contrast_stretch", "to_uint16", "uint16_to_8bit",
-           "UINT16_MEDIAN_LEVEL", "RENDERINGS", "rendering"]
+           "UINT16_MEDIAN_LEVEL", "RENDERINGS", "rendering", "reference_quantiles",
+           "match_histogram"]
 
 UINT16_MEDIAN_LEVEL = 35.0
 """8-bit level of the median amplitude when a 16-bit image is brought to 8 bits (inside the
@@ -169,3 +170,39 @@ def rendering(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name not in RENDERINGS:
         raise ValueError(f"unknown rendering {name!r}; choices: {sorted(RENDERINGS)}")
     return RENDERINGS[name]
+
+
+def reference_quantiles(images: list[np.ndarray], n_levels: int = 1024) -> np.ndarray:
+    """Quantiles of the pooled pixels of reference images: float64 (n_levels,) at the
+    probabilities ``(k + 0.5) / n_levels`` (the target of :func:`match_histogram`)."""
+    if not images or n_levels < 2:
+        raise ValueError("need at least one reference image and n_levels >= 2")
+    pix = np.concatenate([_check_u8(im).ravel() for im in images])
+    return np.quantile(pix, (np.arange(n_levels) + 0.5) / n_levels)
+
+
+def match_histogram(image: np.ndarray, ref_q: np.ndarray) -> np.ndarray:
+    """Map an 8-bit image onto a reference histogram (test-time rendering normalisation).
+
+    Every global monotonic rendering of the same amplitudes has the same pixel ranks, so
+    mapping each grey level's mid-rank (ties such as saturated pixels get the middle of
+    their rank range) to the reference quantile at that rank undoes the rendering, up to
+    quantisation and what clipping destroyed.
+
+    Args:
+        image: uint8 (H, W).
+        ref_q: :func:`reference_quantiles` output.
+
+    Returns:
+        uint8 (H, W).
+    """
+    img = _check_u8(image)
+    q = np.asarray(ref_q, np.float64).ravel()
+    if q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0):
+        raise ValueError("ref_q must be a finite, non-decreasing array of >= 2 quantiles")
+    hist = np.bincount(img.ravel(), minlength=256).astype(np.float64)
+    upto = np.cumsum(hist)
+    mid = (upto - hist / 2) / img.size  # mid-rank probability of each grey level
+    probs = (np.arange(q.size) + 0.5) / q.size
+    lut = np.clip(np.round(np.interp(mid, probs, q)), 0, 255).astype(np.uint8)
+    return lut[img]
