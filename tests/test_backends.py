@@ -295,3 +295,40 @@ def test_int8_calibration_tiles_come_from_the_recipe_pipeline(tmp_path) -> None:
     for b in batches:
         assert b.shape == (3, 1, 64, 64) and b.dtype == np.float32
         assert 0 <= b.min() and b.max() <= 255 and b.std() > 0
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_no_visible_temporary(weights, tmp_path) -> None:
+    """SIGKILL while the export's temporary file demonstrably exists: the old model stays,
+    no visible ``tmp*.onnx`` appears, and the next export removes the hidden leftover."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"previous model")
+    script = (
+        "import time, onnx\n"
+        "onnx.checker.check_model = lambda *a, **k: time.sleep(120)\n"
+        "from sar_atd_training.export import export_checkpoint\n"
+        f"export_checkpoint({str(weights)!r}, {str(out)!r}, score_threshold=0.0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 240
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".m.onnx.")
+                   and p.stat().st_size > 0]:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.read_bytes() == b"previous model"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "m.onnx"]
+    export_checkpoint(weights, out, score_threshold=0.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    assert load_detector(out).batched is False
