@@ -76,8 +76,8 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
     low = text.lower()
     if low in CFAR_SPECS:
         cfg = CfarConfig(method=CFAR_SPECS[low])
-        det = CfarDetector(cfg, name=f"CFAR-{CFAR_SPECS[low].upper()}")
-        return det, {"spec": text, "backend": "cfar", **asdict(cfg)}
+        cfar = CfarDetector(cfg, name=f"CFAR-{CFAR_SPECS[low].upper()}")
+        return cfar, {"spec": text, "backend": "cfar", **asdict(cfg)}
     path = Path(text)
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:

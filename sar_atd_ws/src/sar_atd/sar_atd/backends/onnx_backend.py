@@ -161,9 +161,12 @@ class OnnxDetector:
         if arr.ndim != 4 or arr.shape[1] != 1:
             raise ValueError(f"tiles must be (B, 1, H, W), got shape {arr.shape}")
         if not self.batched:
-            return [filter_scores(*self.session.run(["boxes", "scores"],
-                                                    {"image": np.ascontiguousarray(t)}),
-                                  self.score_threshold) for t in arr]
+            out = []
+            for t in arr:
+                boxes, scores = self.session.run(["boxes", "scores"],
+                                                 {"image": np.ascontiguousarray(t)})
+                out.append(filter_scores(boxes, scores, self.score_threshold))
+            return out
         return self._run_tiles(arr)
 
     def _run_tiles(self, arr: np.ndarray) -> list[Detections]:

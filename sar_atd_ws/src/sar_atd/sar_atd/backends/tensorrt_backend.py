@@ -101,13 +101,14 @@ def gpu_identity(device_index: int = 0) -> tuple[str, tuple[int, int]]:
         import torch
 
         if torch.cuda.is_available():
-            return (torch.cuda.get_device_name(device_index),
-                    tuple(torch.cuda.get_device_capability(device_index)))  # type: ignore
+            major, minor = torch.cuda.get_device_capability(device_index)
+            return torch.cuda.get_device_name(device_index), (major, minor)
     except ImportError:
         pass
     cuda, _ = import_pycuda()
     dev = cuda.Device(device_index)
-    return dev.name(), tuple(dev.compute_capability())  # type: ignore[return-value]
+    major, minor = dev.compute_capability()
+    return dev.name(), (int(major), int(minor))
 
 
 class TileCalibrator:
@@ -118,7 +119,7 @@ class TileCalibrator:
     def build(trt: Any, batches: Iterable[np.ndarray], cache_file: Path) -> Any:
         cuda, _ = _device_buffers()
 
-        class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+        class _Calibrator(trt.IInt8EntropyCalibrator2):
             def __init__(self) -> None:
                 super().__init__()
                 self.it: Iterator[np.ndarray] = iter(batches)
@@ -337,7 +338,7 @@ class TensorRTDetector:
             tdt = {np.float32: torch.float32, np.int64: torch.int64}
             self.io = {n: torch.empty(shapes[n], dtype=tdt[dtypes[n]], device=dev)
                        for n in shapes}
-            self.stream = torch.cuda.Stream(device=dev)
+            self.stream: Any = torch.cuda.Stream(device=dev)
             self.stream_handle = self.stream.cuda_stream
             for n, t in self.io.items():
                 self.context.set_tensor_address(n, t.data_ptr())

@@ -113,7 +113,7 @@ def _check_kwargs(cls: type, kw: dict[str, Any]) -> None:
     """torchvision's detectors swallow unknown keyword arguments: reject them here."""
     import inspect
 
-    known = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    known = set(inspect.signature(cls).parameters) - {"self", "kwargs"}
     unknown = sorted(set(kw) - known)
     if unknown:
         raise TypeError(f"unknown argument(s) {unknown}")
