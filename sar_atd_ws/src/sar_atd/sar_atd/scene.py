@@ -28,6 +28,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -189,8 +190,8 @@ class SceneDetector:
         render = getattr(carried, "render", None)  # CFAR carries none: config fields
         if tiler_cfg.render == "model" and render:
             keys = ("gamma", "amplitude_ref", "ref_quantile", "ref_level")
-            tiler_cfg = dataclasses.replace(
-                tiler_cfg, **{k: float(v) for k, v in render.items() if k in keys})
+            fields: dict[str, Any] = {k: float(v) for k, v in render.items() if k in keys}
+            tiler_cfg = dataclasses.replace(tiler_cfg, **fields)
         self.tiler = Tiler(tiler_cfg)
 
     @property
@@ -299,7 +300,8 @@ class SceneDetector:
             scene_hw, n_tiles, n_bad = batch.scene_hw, batch.n_tiles, batch.n_nonfinite
             th, tw = int(batch.tiles.shape[2]), int(batch.tiles.shape[3])
             dets = detect_tiles(self.detector, batch.tiles)
-            for det, (x0, y0), ti in zip(dets, batch.offsets, batch.tile_index, strict=True):
+            tile_index = np.asarray(batch.tile_index)
+            for det, (x0, y0), ti in zip(dets, batch.offsets, tile_index, strict=True):
                 if not len(det):
                     continue
                 b = det.boxes.astype(np.float32).copy()
