@@ -2,8 +2,9 @@
 ``sar-atd run`` drive it: a real ``scene_detector`` process (rclpy, Fast DDS, host-only
 discovery, fresh domain id) and a real lifecycle client in this process.
 
-Checked: configure fails cleanly on a missing model file (one error line, the node keeps
-running, still *unconfigured*) and succeeds once the file appears; only an active node
+Checked: configure fails cleanly on a missing model file and on a corrupt one (one error
+line each, the node keeps running, still *unconfigured*) and succeeds once a valid file is
+there; only an active node
 advertises ``detections`` and processes scenes; deactivate stops processing; cleanup
 releases the model; the transition labels are those the launch file reacts to.
 """
@@ -48,8 +49,8 @@ def _launch_state_labels() -> set[str]:
 
 @pytest.mark.slow
 def test_detector_lifecycle_over_dds(tmp_path: Path) -> None:
-    """configure fails on a missing model and succeeds after the file appears; activate,
-    deactivate and cleanup start, stop and release as documented."""
+    """configure fails on a missing and on a corrupt model and succeeds once a valid file
+    is there; activate, deactivate and cleanup start, stop and release as documented."""
     from diagnostic_msgs.msg import DiagnosticArray
     from lifecycle_msgs.msg import TransitionEvent
     from sar_atd_msgs.msg import SceneDetections
@@ -94,8 +95,13 @@ def test_detector_lifecycle_over_dds(tmp_path: Path) -> None:
         assert _spin_until(client, lambda: any("configure failed" in d.get("message", "")
                                                for d in diags), 10), diags[-3:]
 
-        # the file appears: configure succeeds; inactive = no detections publisher yet
+        # a corrupt file: configure fails the same way
         model.parent.mkdir(parents=True)
+        model.write_bytes(b"not a torch checkpoint" * 64)
+        assert client.change(NODE, "configure") is False
+        assert proc.poll() is None and client.get_state(NODE) == "unconfigured"
+
+        # a valid file: configure succeeds; inactive = no detections publisher yet
         shutil.copy(ROOT / "models" / "default.pt", model)
         assert client.change(NODE, "configure") is True
         assert client.get_state(NODE) == "inactive"
@@ -141,7 +147,9 @@ def test_detector_lifecycle_over_dds(tmp_path: Path) -> None:
             proc.wait()
     text = log.read_text()
     assert proc.returncode == 0, text[-2000:]
-    assert text.count("configure failed: model file not found") == 1, text
+    failures = [ln for ln in text.splitlines() if "configure failed" in ln]
+    assert len(failures) == 2, text
+    assert "model file not found" in failures[0] and str(model) in failures[1], failures
     assert "Traceback" not in text
     assert "cleaned up: model released" in text
     # the launch file reacts to transitions with these labels: they are the real ones
