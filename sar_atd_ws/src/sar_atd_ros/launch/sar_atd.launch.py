@@ -138,7 +138,6 @@ def _graph(context: LaunchContext) -> list[Any]:
                     namespace=namespace, parameters=[params, overrides], output="screen",
                     emulate_tty=True, **kw)
 
-    discovery = _arg(context, "discovery_range") or "LOCALHOST"
     def managed(executable: str, overrides: dict[str, Any], **kw: Any) -> list[Any]:
         """The lifecycle node and the events that configure and activate it."""
         det = LifecycleNode(package=PACKAGE, executable=executable, name=executable,
@@ -166,13 +165,13 @@ def _graph(context: LaunchContext) -> list[Any]:
                 goal_state="unconfigured", entities=on_failure)),
         ]
 
+    discovery = _arg(context, "discovery_range") or "LOCALHOST"
     actions: list[Any] = [
         # Jazzy and later read the range; Humble reads ROS_LOCALHOST_ONLY
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", discovery),
         SetEnvironmentVariable("ROS_LOCALHOST_ONLY", "1" if discovery == "LOCALHOST" else "0"),
-        LogInfo(msg=f"SAR-ATD graph: params {params}, namespace "
-                                      f"{namespace}, layout {layout}, "
-                                      f"{'bag ' + bag if bag else 'live input'}"),
+        LogInfo(msg=f"SAR-ATD graph: params {params}, namespace {namespace}, layout "
+                    f"{layout}, {'bag ' + bag if bag else 'live input'}"),
     ]
     if layout == "scene_detector":
         actions += managed("scene_detector", detector_over, remappings=remap, respawn=respawn,
