@@ -192,3 +192,20 @@ def test_diagnosis_on_a_few_real_patchworks(mstar_chips: Path) -> None:
     tune = chip_records(mstar_chips, "tune")
     assert not {r.image_path for r in held} & {r.image_path for r in tune}
     assert len(held) + len(tune) == len(chip_records(mstar_chips))
+
+
+def test_box_quality_recipe_loads_with_its_changes() -> None:
+    """The candidate recipe is a valid TrainConfig whose model and overlay sections carry the
+    GIoU loss, the support box definition and the wider rendering randomisation."""
+    from sar_atd.config import from_dict
+    from sar_atd.models import build_detector
+    from sar_atd_training.overlay import OverlayConfig
+    from sar_atd_training.trainer.config import load_train_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_train_config(root / "training" / "configs" / "box_quality.yaml")
+    assert cfg.model_build_kwargs()["box_loss"] == "giou"
+    ov = from_dict(OverlayConfig, cfg.data["overlay"], where="data.overlay")
+    assert ov.box_mode == "support" and ov.render_gamma_range == (0.5, 2.0)
+    model = build_detector(cfg.model, **cfg.model_build_kwargs())
+    assert model.head.regression_head._loss_type == "giou"
