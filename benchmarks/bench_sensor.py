@@ -6,8 +6,11 @@ Prints the measured -3 dB widths (range, cross-range, m), peak sidelobe ratio an
 integrated sidelobe ratio (dB) of an isolated point imaged through the MSTAR sensor model;
 the bandwidth (GHz) and synthetic aperture (deg) the model derives from the resolution,
 beside the real MSTAR header values (``../shared/data/fixtures/HB14931.015`` when present);
-and the speed of ``form_image`` (scatterers/s, ms per 128x128 chip for 1k and 10k
-scatterers) and ``apply_sensor_function`` (640x640 images/s).
+the speed of ``form_image`` (scatterers/s, ms per 128x128 chip for 1k and 10k
+scatterers) and ``apply_sensor_function`` (640x640 images/s); and the cost of the FFT guard
+(:mod:`sar_atd.sar.fftcheck`): the one-off known-answer check per new shape, and the per-call
+overhead of the guarded sensor function (plan lookup + two Parseval checks) against the bare
+torch transforms, at 640x640 and 2048x2048.
 """
 
 from __future__ import annotations
@@ -132,7 +135,37 @@ def main(argv: list[str] | None = None) -> int:
                   args.repeats, sync)
         print(f"  apply_sensor_function 640x640, batch {batch}:  {t * 1e3:8.2f} ms   "
               f"{batch / t:8.1f} images/s")
+    fft_guard_figures(sensor, device, args.repeats, sync)
     return 0
+
+
+def fft_guard_figures(sensor: SensorConfig, device: torch.device, repeats: int,
+                      sync: bool) -> None:
+    """Known-answer check time per new shape and the guard's per-call overhead."""
+    from sar_atd.sar import fftcheck
+    from sar_atd.sar.sensor import spectral_window
+
+    print(f"\nFFT guard on {device} (torch threads {torch.get_num_threads()}, median of "
+          f"{repeats})")
+    for shape in ((640, 640), (2048, 2048)):
+        x = torch.randn(shape, dtype=torch.complex64, device=device)
+        torch.fft.ifft2(torch.fft.fft2(x))  # library plan warm-up, outside the timings
+        fftcheck.clear_plans()
+        t0 = time.perf_counter()
+        strategy = fftcheck.plan_for(shape, x.dtype, x.device)
+        check = time.perf_counter() - t0
+        h, w = shape
+        wr = spectral_window(h, sensor.range_spacing_m, sensor.range_res_m,
+                             sensor.taylor_sll_db, sensor.taylor_nbar, device)
+        wc = spectral_window(w, sensor.xrange_spacing_m, sensor.xrange_res_m,
+                             sensor.taylor_sll_db, sensor.taylor_nbar, device)
+        weights = wr[:, None] * wc[None, :]
+        bare = _time(lambda x=x, wt=weights: torch.fft.ifft2(torch.fft.fft2(x) * wt),
+                     repeats, sync)
+        guarded = _time(lambda x=x: apply_sensor_function(x, sensor), repeats, sync)
+        print(f"  {h}x{w}: strategy {strategy}, one-off check {check * 1e3:7.1f} ms; "
+              f"sensor function {guarded * 1e3:7.1f} ms guarded vs {bare * 1e3:7.1f} ms bare "
+              f"torch FFTs ({guarded / bare:.2f}x, includes the window computation)")
 
 
 if __name__ == "__main__":

@@ -232,8 +232,10 @@ def check_parseval(image: torch.Tensor, spectrum: torch.Tensor, what: str = "FFT
         FFTCheckError: non-finite values, or energies differing by more than 0.1 %.
     """
     n = image.shape[-1] * image.shape[-2]
-    e_img = torch.view_as_real(image).square().sum((-3, -2, -1)).double()
-    e_spec = torch.view_as_real(spectrum).square().sum((-3, -2, -1)).double() / n
+    dims = (-3, -2, -1)
+    e_img = torch.linalg.vector_norm(torch.view_as_real(image), dim=dims).double().square()
+    e_spec = torch.linalg.vector_norm(torch.view_as_real(spectrum),
+                                      dim=dims).double().square() / n
     tol = 1e-3 * torch.maximum(e_img, e_spec) + 1e-20 * n
     bad = ~torch.isfinite(e_img) | ~torch.isfinite(e_spec) | ((e_img - e_spec).abs() > tol)
     if bool(bad.any()):

@@ -145,11 +145,27 @@ def spectral_window(n: int, spacing_m: float, res_m: Any, sll_db: float, nbar: i
 
     Returns:
         float32 tensor (n,) or (B, n), in ``torch.fft.fftfreq`` order, normalised so that a
-        point scatterer keeps its peak amplitude (the weights sum to ``n``).
+        point scatterer keeps its peak amplitude (the weights sum to ``n``). For a scalar
+        resolution the tensor is cached and shared: treat it as read-only.
 
     Raises:
         ValueError: if the resolution is finer than the grid can carry.
     """
+    if isinstance(res_m, (int, float)):
+        return _scalar_window(n, float(spacing_m), float(res_m), float(sll_db), int(nbar),
+                              str(torch.device(device) if device is not None else "cpu"))
+    return _spectral_window(n, spacing_m, res_m, sll_db, nbar, device)
+
+
+@lru_cache(maxsize=64)
+def _scalar_window(n: int, spacing_m: float, res_m: float, sll_db: float, nbar: int,
+                   device: str) -> torch.Tensor:
+    """Cached :func:`spectral_window` of one resolution (read-only tensor)."""
+    return _spectral_window(n, spacing_m, res_m, sll_db, nbar, device)
+
+
+def _spectral_window(n: int, spacing_m: float, res_m: Any, sll_db: float, nbar: int,
+                     device: torch.device | str | None) -> torch.Tensor:
     k = taylor_broadening(sll_db, nbar)
     res = torch.as_tensor(res_m, dtype=torch.float64, device=device)
     if torch.any(~torch.isfinite(res)) or torch.any(res <= 0):
