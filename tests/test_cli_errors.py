@@ -250,6 +250,12 @@ def test_recipe_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
                                 str(tmp_path / "run")], capsys)
         assert rc == 1 and needle in assert_one_line(err, out)
     assert not (tmp_path / "run").exists()
+    for argv in (["clutter", "--out", str(tmp_path / "s.npy"), "--config", str(empty)],
+                 ["dataset", "preview", "--out", str(tmp_path / "p.png"), "--config",
+                  str(empty)]):
+        rc, out, err = run_cli(argv, capsys)
+        assert rc == 1 and "is empty" in assert_one_line(err, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "empty.yaml"]
 
 
 def test_existing_run_refused_from_the_cli(tmp_path: Path,

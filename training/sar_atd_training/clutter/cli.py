@@ -31,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
 
     from sar_atd.atomic import atomic_write_bytes, atomic_write_with
     from sar_atd.config import from_dict, load_yaml
+    from sar_atd.errors import ConfigError
     from sar_atd.sar.lut import quarter_power_lut
     from sar_atd_training.cliutil import check_number, check_output_file
     from sar_atd_training.clutter.generator import ClutterConfig, generate_scene
@@ -44,6 +45,9 @@ def main(args: argparse.Namespace) -> int:
     cfg = ClutterConfig()
     if args.config:
         data = load_yaml(args.config)
+        if not data:
+            raise ConfigError(f"config {args.config} is empty (remove --config for the "
+                              "defaults)")
         cfg = from_dict(ClutterConfig, data.get("clutter", data), where=str(args.config))
     try:
         cfg = dataclasses.replace(

@@ -52,6 +52,7 @@ def preview(args: argparse.Namespace) -> int:
 
     from sar_atd.atomic import atomic_write_bytes
     from sar_atd.config import from_dict, load_yaml
+    from sar_atd.errors import ConfigError
     from sar_atd_training.cliutil import check_device, check_number, check_output_file
     from sar_atd_training.clutter import BackgroundSet, ClutterConfig
     from sar_atd_training.overlay.pipeline import OverlayConfig, OverlayPipeline
@@ -62,6 +63,9 @@ def preview(args: argparse.Namespace) -> int:
     cfg = OverlayConfig()
     if args.config:
         data = load_yaml(args.config)
+        if not data:
+            raise ConfigError(f"config {args.config} is empty (remove --config for the "
+                              "defaults)")
         cfg = from_dict(OverlayConfig, data.get("overlay", data), where=str(args.config))
     bank = _bank(args.bank)
     if args.ood and len(bank.select(kind="tree")) + len(bank.select(kind="house")):
