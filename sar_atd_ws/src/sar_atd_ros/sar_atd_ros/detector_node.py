@@ -221,6 +221,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
                               operating_threshold=self.operating_threshold)
         ms = (time.perf_counter() - t0) * 1e3
         msg.processing_ms = float(ms)
+        msg.published_stamp = self.get_clock().now().to_msg()
         self.proc_ms.append(ms)
         del self.proc_ms[:-1000]
         self.pub.publish(msg)

@@ -6,10 +6,11 @@ gaps reveal scenes lost anywhere in the graph. Feeds
 :class:`sar_atd.streaming.MetricAccumulator` (the same numbers as ``sar-atd eval``) and
 publishes ``metrics`` (sar_atd_msgs/Metrics) every ``report.publish_period_s``: AP25/AP50/
 AP70, precision/recall at the model's operating threshold (IoU 0.5), end-to-end latency
-(scene stamp -> detections arrival) p50/p99, scenes/s, megapixels/s, missing and malformed
-counts. When ``stream_end`` arrives (the player's last sequence number) it waits until
-every scene is accounted for, or ``report.drain_timeout_s``, writes the report (JSON + PR
-plot) on shutdown, and exits when ``report.exit_on_stream_end`` is set.
+(scene stamp -> detections published, ``SceneDetections.published_stamp``; the arrival
+time here when absent) p50/p99, scenes/s, megapixels/s, missing and malformed counts.
+When ``stream_end`` arrives (the player's last sequence number) it waits until every scene
+is accounted for, or ``report.drain_timeout_s``, writes the report (JSON + PR plot +
+annotated example scenes) on shutdown, and exits when ``report.exit_on_stream_end`` is set.
 """
 
 from __future__ import annotations
@@ -217,6 +218,9 @@ class EvaluatorNode(Node):
             ex.update(gt=gt_from_msg(gt), boxes=boxes, scores=scores, name=gt.scene_name,
                       seq=int(gt.sequence))
         stamp_s = stamp_ns(det.header.stamp) / 1e9
+        published = stamp_ns(det.published_stamp) / 1e9
+        if published > 0:  # the detector's publish time: this node's own lag excluded
+            t_arrival = published
         self.latency_ms.append((t_arrival - stamp_s) * 1e3)
         self.proc_ms.append(float(det.processing_ms))
         self.t_first = stamp_s if self.t_first is None else min(self.t_first, stamp_s)
