@@ -29,6 +29,7 @@ setup(
             "tiler = sar_atd_ros.tiler_node:main",
             "detector = sar_atd_ros.detector_node:main",
             "evaluator = sar_atd_ros.evaluator_node:main",
+            "recorder = sar_atd_ros.recorder:main",
         ],
     },
 )
