@@ -30,6 +30,7 @@ setup(
             "detector = sar_atd_ros.detector_node:main",
             "evaluator = sar_atd_ros.evaluator_node:main",
             "recorder = sar_atd_ros.recorder:main",
+            "multi_scene_detector = sar_atd_ros.multistream:main",
         ],
     },
 )

@@ -88,6 +88,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
     and call ``_start()`` at the end of ``__init__``."""
 
     INPUT = "scene"
+    EXTRA_SECTIONS: tuple[tuple[type, str], ...] = ()  # (config class, section) of subclasses
 
     def __init__(self, name: str, **kw: Any) -> None:
         super().__init__(name, **kw)
@@ -97,6 +98,8 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         declare_section(self, DetectorRuntimeConfig, "detector")
         declare_section(self, SceneDetectorConfig, "scene")
         declare_section(self, DetectorNodeConfig, "node")
+        for cls, section in self.EXTRA_SECTIONS:
+            declare_section(self, cls, section)
         self.qos = declare_qos(self, [self.INPUT, "detections"])
         check_unknown_parameters(self)
         self.tiler_cfg = read_section(self, TilerConfig, "tiler")
@@ -202,11 +205,13 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         sp = self.node_cfg.pixel_spacing_m
         return (float(sp[0]), float(sp[1])) if all(v > 0 for v in sp) else None
 
-    def publish(self, header: Any, dets: Any, seq: int, t0: float) -> None:
-        """Publish one scene's detections (``sar_atd.scene.SceneDetections``)."""
+    def publish(self, header: Any, dets: Any, seq: int, t0: float, pub: Any = None) -> None:
+        """Publish one scene's detections (``sar_atd.scene.SceneDetections``) on ``pub``
+        (default: the node's ``detections`` publisher)."""
         from sar_atd_ros.convert import fill_detections
 
-        if self.pub is None:  # deactivated meanwhile
+        pub = pub if pub is not None else self.pub
+        if pub is None:  # deactivated meanwhile
             return
         if getattr(dets, "n_nonfinite", 0):  # processed with those pixels set to 0
             self.n_nonfinite += 1
@@ -224,7 +229,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         msg.published_stamp = self.get_clock().now().to_msg()
         self.proc_ms.append(ms)
         del self.proc_ms[:-1000]
-        self.pub.publish(msg)
+        pub.publish(msg)
         if self.vision_pub is not None:
             self.vision_pub.publish(_vision_array(header, dets))
         self.n_out += 1

@@ -1,0 +1,138 @@
+"""Several SAR streams through one detector (``multi_scene_detector``).
+
+* the cross-stream batcher (tiles of several scenes in shared inference batches) gives each
+  scene exactly the detections of ``SceneDetector.detect`` on it alone;
+* over DDS, two streams (namespaces) into one live node: each stream's detections come
+  back on its own topic and equal the in-process ones of its own scene.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 Python wheels not installed (make install)")
+pytest.importorskip("sar_atd_msgs", reason="sar_atd_msgs not built (make install)")
+
+
+def _scenes() -> list[np.ndarray]:
+    """Three float32 scenes of different sizes (one and several tiles), distinct targets."""
+    rng = np.random.default_rng(5)
+    out = []
+    for i, (h, w) in enumerate(((200, 300), (700, 500), (256, 256))):
+        a = rng.rayleigh(1.0, (h, w)).astype(np.float32)
+        for k in range(3):
+            y, x = 20 + 60 * k + 7 * i, 30 + 50 * k + 11 * i
+            a[y:y + 12, x:x + 25] *= 8.0
+        out.append(a)
+    return out
+
+
+def _scene_detector(batch_size: int) -> Any:
+    from sar_atd.config import SceneDetectorConfig, TilerConfig
+    from sar_atd.runtime import resolve_detector
+    from sar_atd.scene import SceneDetector
+
+    det, _ = resolve_detector("cfar", device="cpu")
+    return SceneDetector(det, TilerConfig(tile_size=320, overlap=64, batch_size=batch_size,
+                                          device="cpu", amplitude_ref=0.0),
+                         SceneDetectorConfig())
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_cross_stream_batches_equal_one_scene_at_a_time(batch_size: int) -> None:
+    """Per scene: same boxes, scores, tiles and counts as SceneDetector.detect alone."""
+    from sar_atd_ros.multistream import CrossStreamBatcher
+
+    sd = _scene_detector(batch_size)
+    scenes = _scenes()
+    together = CrossStreamBatcher(sd).detect(scenes)
+    assert len(together) == len(scenes)
+    for scene, got in zip(scenes, together):
+        want = sd.detect(scene)
+        assert len(want) > 0
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        np.testing.assert_array_equal(got.scores, want.scores)
+        np.testing.assert_array_equal(got.tile_index, want.tile_index)
+        assert (got.n_tiles, got.n_raw, got.scene_hw) == (want.n_tiles, want.n_raw,
+                                                          want.scene_hw)
+
+
+@pytest.mark.slow
+def test_two_streams_share_one_detector_over_dds(tmp_path: Path) -> None:
+    """/s1 and /s2 scenes into one multi_scene_detector: each stream's detections on its
+    own topic, equal to the in-process detections of its own scene."""
+    import os
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sar_atd_msgs.msg import SceneDetections
+    from sensor_msgs.msg import Image
+
+    from sar_atd_ros.image import fill_image
+    from sar_atd_ros.runner import ros_env
+
+    env = ros_env()
+    log = tmp_path / "multi.log"
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "/**/multi_scene_detector:\n  ros__parameters:\n"
+        "    tiler: {tile_size: 320, overlap: 64, batch_size: 4, device: cpu,"
+        " amplitude_ref: 0.0}\n"
+        "    detector: {model: cfar, device: cpu}\n"
+        "    streams: {namespaces: [/s1, /s2], max_queue: 2}\n")
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "sar_atd_ros.multistream",
+                                 "--ros-args", "--params-file", str(params)],
+                                env=env, stdout=fh, stderr=subprocess.STDOUT)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("streams_probe", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    got: dict[str, list[Any]] = {"/s1": [], "/s2": []}
+    for ns in got:
+        node.create_subscription(SceneDetections, f"{ns}/detections", got[ns].append, 10)
+    pubs = {ns: node.create_publisher(Image, f"{ns}/scene", 10) for ns in got}
+
+    def spin_until(cond: Any, timeout_s: float) -> bool:
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end and not cond():
+            ex.spin_once(timeout_sec=0.05)
+        return bool(cond())
+
+    scenes = _scenes()
+    try:
+        assert spin_until(lambda: all(node.count_publishers(f"{ns}/detections") == 1
+                                      for ns in got), 60), log.read_text()
+        pubs["/s1"].publish(fill_image(Image(), scenes[0]))
+        pubs["/s2"].publish(fill_image(Image(), scenes[1]))
+        pubs["/s1"].publish(fill_image(Image(), scenes[2]))
+        assert spin_until(lambda: len(got["/s1"]) == 2 and len(got["/s2"]) == 1, 60), \
+            log.read_text()[-2000:]
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    sd = _scene_detector(4)
+    for msg, scene in ((got["/s1"][0], scenes[0]), (got["/s2"][0], scenes[1]),
+                       (got["/s1"][1], scenes[2])):
+        want = sd.detect(scene)
+        assert (msg.scene_height, msg.scene_width) == scene.shape
+        np.testing.assert_allclose(np.asarray(msg.boxes_px).reshape(-1, 4), want.boxes,
+                                   atol=1e-3)
+    assert "Traceback" not in log.read_text()
