@@ -344,3 +344,19 @@ def test_killed_checkpoint_write_leaves_old_file_and_no_visible_temporary(tmp_pa
     assert [p.name for p in run.iterdir() if not p.name.startswith(".")] == ["checkpoint.pt"]
     assert clean_stale_temporaries(ckpt) == temps
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]
+
+
+def test_failed_start_leftovers_do_not_block_a_new_run(tmp_path) -> None:
+    """A start that failed before logging a step leaves config.yaml and tb/ only: that is
+    not a run to protect, so a new run replaces it; anything logged is protected."""
+    from sar_atd_training.errors import RunFolderError
+    from sar_atd_training.trainer.train import prepare_run_folder
+
+    run = tmp_path / "run"
+    (run / "tb").mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 9\n")
+    prepare_run_folder(run, resume=False, overwrite=False)
+    assert list(run.iterdir()) == []
+    (run / "val.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(RunFolderError, match=r"already holds a run \(val\.jsonl\)"):
+        prepare_run_folder(run, resume=False, overwrite=False)

@@ -54,6 +54,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 RUN_FILES = (CHECKPOINT_NAME, "model_final.pt", "config.yaml", "train.csv", "val.csv",
              "val.jsonl", "record.json", "tb")
 """What a training run writes into its folder (``--overwrite`` deletes exactly these)."""
+RUN_MARKERS = (CHECKPOINT_NAME, "model_final.pt", "train.csv", "val.csv", "val.jsonl",
+               "record.json")
+"""Files that make a folder hold a run worth keeping: a start that failed before logging a
+step leaves only ``config.yaml`` and ``tb/``, which a new run replaces."""
 
 SAFE_RESUME_KEYS = frozenset({"steps", "device", "log_interval", "val_interval",
                               "val_images", "val_patchworks", "val_score_threshold"})
@@ -115,11 +119,12 @@ def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise RunFolderError(f"cannot write the run folder {out_dir}: "
                              f"{probe} is not a writable folder")
     present = [n for n in RUN_FILES if (out_dir / n).exists()]
-    if present and not resume and not overwrite:
+    markers = [n for n in RUN_MARKERS if n in present]
+    if markers and not resume and not overwrite:
         raise RunFolderError(
-            f"run folder {out_dir} already holds a run ({', '.join(present)}); continue it "
+            f"run folder {out_dir} already holds a run ({', '.join(markers)}); continue it "
             "with --resume, replace it with --overwrite, or choose another --out")
-    if overwrite:
+    if overwrite or (present and not markers and not resume):
         for n in present:
             p = out_dir / n
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
