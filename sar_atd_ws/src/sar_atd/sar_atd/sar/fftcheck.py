@@ -18,7 +18,15 @@ returns the input, Parseval's identity holds, and two spectral bins equal their 
 4. ``numpy``: ``scipy.fft`` on the CPU (pocketfft), copied back to the device.
 
 If none passes, :class:`FFTCheckError` is raised. A fallback is logged once per key as a
-warning. The check costs about three transforms of the shape, once per key per process.
+warning. The check costs about three transforms of the shape, once per key per process
+(``python -m benchmarks.bench_sensor`` prints it). :func:`check_parseval` adds a cheap
+run-time check on every call of the sensor function. The ``single_thread`` strategy sets
+torch's intra-op thread count for the call (under a lock) and restores it.
+
+Scope: every torch FFT of the package goes through here (sensor function, image formation,
+window broadening, hence clutter, overlay and bank previews). NumPy's FFT (pocketfft, used by
+the simulator's scattering grid and the PSF measurement) is the reference implementation the
+``numpy`` strategy falls back to, and is not wrapped.
 """
 
 from __future__ import annotations
