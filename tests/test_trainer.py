@@ -324,7 +324,7 @@ checkpoint.atomic_save({"format": "new", "w": torch.ones(1_000_000)}, sys.argv[1
 
 def test_killed_checkpoint_write_leaves_old_file_and_no_visible_temporary(tmp_path) -> None:
     """A process killed while its checkpoint temporary demonstrably exists leaves the old
-    checkpoint readable, no visible temporary, and the next run removes the hidden one."""
+    checkpoint readable, no visible temporary, and the resumed run removes the hidden one."""
     from sar_atd.atomic import clean_stale_temporaries
     from sar_atd.models.checkpoint import atomic_save
 
@@ -342,8 +342,11 @@ def test_killed_checkpoint_write_leaves_old_file_and_no_visible_temporary(tmp_pa
         proc.wait()
     assert torch.load(ckpt, weights_only=True)["format"] == "old"
     assert [p.name for p in run.iterdir() if not p.name.startswith(".")] == ["checkpoint.pt"]
-    assert clean_stale_temporaries(ckpt) == temps
+    from sar_atd_training.trainer.train import prepare_run_folder
+
+    prepare_run_folder(run, resume=True, overwrite=False)  # what a resumed run does first
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt"]
+    assert clean_stale_temporaries(ckpt) == []
 
 
 def test_failed_start_leftovers_do_not_block_a_new_run(tmp_path) -> None:
