@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except SystemExit as exc:  # a command that exits by itself
-        return exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, int) or exc.code is None:
+            return exc.code or 0
+        print(f"{prog}: error: {exc.code}", file=sys.stderr)
+        return 1
     except Exception as err:
         if args.verbose:
             traceback.print_exc()
