@@ -15,7 +15,8 @@ import sys
 import time
 
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
-              "box_diagnosis", "rendering", "training", "streaming", "runtime", "deployment")
+              "box_diagnosis", "box_refine", "rendering", "training", "streaming", "runtime",
+              "deployment")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n===== benchmarks.bench_{name} =====", flush=True)
         t0 = time.perf_counter()
         mod = importlib.import_module(f"benchmarks.bench_{name}")
-        saved = sys.argv
-        sys.argv = [f"bench_{name}"]  # benchmarks whose main() reads sys.argv get defaults
         try:
-            rc = mod.main([]) if "argv" in mod.main.__code__.co_varnames else mod.main()
+            rc = mod.main([])  # every benchmark: main(argv=None), defaults with []
         except SystemExit as exc:  # argparse exit
             rc = exc.code
-        finally:
-            sys.argv = saved
         if rc:
             failed.append(name)
         print(f"===== {name}: {time.perf_counter() - t0:.0f} s =====", flush=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sar_atd.boxes import mask_box  # noqa: F401  (moved to sar_atd.boxes; old import path)
 from sar_atd.errors import ChipReadError
 
 MASK_CLUTTER, MASK_TARGET, MASK_SHADOW = 0, 1, 2
