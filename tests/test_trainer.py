@@ -280,7 +280,9 @@ def test_resume_checks_the_recipe_and_never_repeats_a_step(tmp_path) -> None:
     with (run / "train.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5]
     assert rec["resumes"] == [{"step": 2, "changed": {"steps": [4, 5]}}]
-    assert yaml.safe_load((run / "config.yaml").read_text())["steps"] == 5
+    text = (run / "config.yaml").read_text()
+    assert yaml.safe_load(text)["steps"] == 5
+    assert text.startswith("# resumed at step 2: steps 4 -> 5\n")
 
 
 def test_empty_config_and_unknown_data_keys_are_errors(tmp_path) -> None:

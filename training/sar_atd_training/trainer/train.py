@@ -316,7 +316,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
     writer = csv_log = None
     if dist.is_main:
-        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        history = "".join(
+            f"# resumed at step {r['step']}: "
+            + ("; ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in r["changed"].items())
+               or "same recipe") + "\n" for r in resumes)
+        atomic_write_text(out_dir / "config.yaml",
+                          history + yaml.safe_dump(to_dict(cfg), sort_keys=False))
         csv_log = CsvLog(out_dir / "train.csv")
         try:
             from torch.utils.tensorboard import SummaryWriter
