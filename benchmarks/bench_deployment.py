@@ -18,7 +18,11 @@ Rayleigh clutter, 8 bright targets; float32 amplitude scenes of ``--size`` px):
   to a clean run's;
 * **soak**: a looped bag at ~0.8 R for ``--soak-s`` seconds: the detector process's RSS
   after a 60 s warm-up vs at the end (goal: growth <= 5 %), restarts (crashes), and
-  unaccounted scenes.
+  unaccounted scenes;
+* **streams**: 1, 2 and 4 streams (namespaces) through one ``multi_scene_detector``
+  (tiles batched across streams) vs one ``scene_detector`` process per stream: rounds of
+  one scene per stream are published and timed until every stream's detections arrived
+  (scenes/s over ``--rounds`` rounds after one warm-up round).
 
 Figures are of this machine (CPU, no GPU here) and are printed, never assumed.
 """
@@ -241,15 +245,117 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float) -> No
           f"{s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} ms")
 
 
+def _stream_rounds(domain: int, namespaces: list[str], scenes: list[np.ndarray],
+                   rounds: int, timeout_s: float = 300.0) -> float:
+    """Scenes/s of ``rounds`` rounds (one scene per stream each, after a warm-up round)."""
+    import os
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sar_atd_msgs.msg import SceneDetections
+    from sensor_msgs.msg import Image
+
+    from sar_atd_ros.image import fill_image
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("bench_streams", context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    counts = dict.fromkeys(namespaces, 0)
+    for ns in namespaces:
+        node.create_subscription(SceneDetections, f"{ns}/detections",
+                                 lambda _m, ns=ns: counts.__setitem__(ns, counts[ns] + 1), 10)
+    pubs = [node.create_publisher(Image, f"{ns}/scene", 10) for ns in namespaces]
+    msgs = [fill_image(Image(), s) for s in scenes]
+    t_end = time.monotonic() + timeout_s
+
+    def spin_until(cond: Any) -> None:
+        while not cond():
+            if time.monotonic() > t_end:
+                raise TimeoutError(f"streams {namespaces}: detections did not arrive")
+            ex.spin_once(timeout_sec=0.01)
+
+    try:
+        spin_until(lambda: all(node.count_publishers(f"{ns}/detections") >= 1
+                               and node.count_subscribers(f"{ns}/scene") >= 1
+                               for ns in namespaces))
+        t0 = 0.0
+        for r in range(rounds + 1):
+            if r == 1:
+                t0 = time.perf_counter()
+            for i, pub in enumerate(pubs):
+                pub.publish(msgs[(r + i) % len(msgs)])
+            spin_until(lambda r=r: all(c >= r + 1 for c in counts.values()))
+        return len(namespaces) * rounds / (time.perf_counter() - t0)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
+def streams(work: Path, detector: str, size: int, rounds: int) -> None:
+    """Prints throughput of 1, 2, 4 streams: one shared detector vs one per stream."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from sar_atd_ros.bag import read_bag_scenes
+    from sar_atd_ros.runner import node_command, ros_env
+
+    bag = work / "streams_bag"
+    make_bag(bag, 4, size, seed=3)
+    scenes = [img for img, _b, _n in read_bag_scenes(bag)]
+    block = {"tiler": {"tile_size": 640, "overlap": 128, "batch_size": 8, "device": "cpu",
+                       "amplitude_ref": 0.0},
+             "detector": {"model": detector, "device": "cpu"}}
+    print(f"\nseveral streams ({size} x {size} float32 scenes, detector {detector}, "
+          f"{rounds} rounds of one scene per stream):")
+    print("| streams | one shared detector (scenes/s) | one detector per stream (scenes/s) |")
+    print("|---|---|---|")
+    for n in (1, 2, 4):
+        namespaces = [f"/s{i + 1}" for i in range(n)]
+        params = work / f"streams_{n}.yaml"
+        params.write_text(yaml.safe_dump({
+            "/**/multi_scene_detector": {"ros__parameters": {
+                **block, "streams": {"namespaces": namespaces, "max_queue": 2}}},
+            "/**/scene_detector": {"ros__parameters": block}}))
+        rates = []
+        for shared in (True, False):
+            env = ros_env()
+            cmds = ([[sys.executable, "-m", "sar_atd_ros.multistream", "--ros-args",
+                      "--params-file", str(params)]] if shared else
+                    [node_command("scene_detector", params, ns) for ns in namespaces])
+            procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL) for c in cmds]
+            try:
+                rates.append(_stream_rounds(int(env["ROS_DOMAIN_ID"]), namespaces, scenes,
+                                            rounds))
+            finally:
+                for p in procs:
+                    p.send_signal(signal.SIGINT)
+                for p in procs:
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+        print(f"| {n} | {rates[0]:.2f} | {rates[1]:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_deployment",
                                  description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", choices=("overload", "faults", "soak"),
-                    default=["overload", "faults"])
+    ap.add_argument("--parts", nargs="+", choices=("overload", "faults", "soak", "streams"),
+                    default=["overload", "faults", "streams"])
     ap.add_argument("--detector", default="cfar", help="cfar | model file")
     ap.add_argument("--size", type=int, default=512, help="scene side (px)")
     ap.add_argument("--scenes", type=int, default=40, help="scenes of the overload/fault runs")
     ap.add_argument("--soak-s", type=float, default=600.0, help="soak duration (s)")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds of the streams part")
     args = ap.parse_args(argv)
     print("machine: this project's 2-core CPU (no GPU), shared with other jobs")
     with tempfile.TemporaryDirectory(prefix="bench_deployment_") as tmp:
@@ -263,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             if rate is None:
                 rate = overload(work, args.detector, args.size, args.scenes)
             soak(work, args.detector, args.size, rate, args.soak_s)
+        if "streams" in args.parts:
+            streams(work, args.detector, args.size, args.rounds)
     return 0
 
 
