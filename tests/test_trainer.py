@@ -272,6 +272,7 @@ def test_resume_checks_the_recipe_and_never_repeats_a_step(tmp_path) -> None:
     with (run / "train.csv").open("a") as f:  # a row the killed process wrote after step 2
         f.write("3" + ",1.0" * (len((run / "train.csv").read_text().splitlines()[0]
                                     .split(",")) - 1) + "\n")
+        f.write("4,0.9")  # ... and a row cut short by the kill
     with pytest.raises(RunFolderError,
                        match=r"fgsm_epsilon: 2\.0 -> 1\.0; lr: 0\.01 -> 0\.02\)"):
         train(tiny_config(steps=4, lr=0.02, fgsm_epsilon=1.0), run, resume=True,

@@ -26,6 +26,7 @@ hidden temporaries of a killed write are removed at start.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -132,19 +133,35 @@ def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         clean_stale_temporaries(out_dir / n)
 
 
+def _row_step(line: str, jsonl: bool, col: int, width: int) -> int | None:
+    """Step of one log line, or None for a line cut short by a killed write."""
+    try:
+        if jsonl:
+            return int(json.loads(line)["step"])
+        fields = next(csv.reader([line]))
+        return int(float(fields[col])) if len(fields) == width else None
+    except (ValueError, KeyError, IndexError, TypeError, StopIteration):
+        return None
+
+
 def _drop_rows_after(path: Path, step: int) -> None:
-    """Rewrite a CSV/JSONL log keeping only rows of steps <= ``step`` (atomic)."""
+    """Rewrite a CSV/JSONL log keeping only complete rows of steps <= ``step`` (atomic).
+
+    Rows after the checkpoint were logged by the interrupted process and are logged again
+    by the resumed one; a partial last line of a killed write is dropped too.
+    """
     if not path.is_file():
         return
     lines = path.read_text().splitlines(keepends=True)
-    if path.suffix == ".jsonl":
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    else:
-        header, rows = lines[:1], lines[1:]
-        col = header[0].rstrip("\r\n").split(",").index("step") if header else 0
-        keep = header + [r for r in rows if r.strip() and int(float(r.split(",")[col])) <= step]
-    if len(keep) != len(lines):
-        atomic_write_text(path, "".join(keep))
+    jsonl = path.suffix == ".jsonl"
+    header: list[str] = [] if jsonl else lines[:1]
+    names = next(csv.reader([header[0]])) if header else []
+    col = names.index("step") if "step" in names else 0
+    rows = lines if jsonl else lines[1:]
+    kept = [r for r in rows if r.strip() and r.endswith("\n")
+            and (k := _row_step(r, jsonl, col, len(names))) is not None and k <= step]
+    if len(kept) != len(rows):
+        atomic_write_text(path, "".join(header + kept))
 
 
 def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
