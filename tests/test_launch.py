@@ -36,7 +36,10 @@ NODE_SECTIONS_MODULES = {
     "tiler": "sar_atd_ros.tiler_node",
     "detector": "sar_atd_ros.detector_node",
     "evaluator": "sar_atd_ros.evaluator_node",
+    "multi_scene_detector": "sar_atd_ros.multistream",
 }
+# Started by the launch file only: ``sar-atd run`` replays one bag into one stream.
+LAUNCH_ONLY = {"multi_scene_detector"}
 
 # Names of launch/launch_ros present in ROS 2 Humble (the oldest distribution the nodes
 # support); the launch file may import nothing else from them.
@@ -178,9 +181,20 @@ def _node_declarations(module: str) -> tuple[dict[str, str], set[str], set[str]]
     """(section -> config class name, QoS topics, subscribed topics) of a node module,
     including what the node classes inherit within that module."""
     tree = _tree(PKG / Path(*module.split(".")).with_suffix(".py"))
-    sections = {}
+    sections: dict[str, str] = {}
+    inherited: set[str] = set()
+    if module != "sar_atd_ros.detector_node" and any(
+            isinstance(n, ast.ImportFrom) and n.module == "sar_atd_ros.detector_node"
+            and any(a.name == "_DetectorBase" for a in n.names) for n in tree.body):
+        sections, inherited, _subs = _node_declarations("sar_atd_ros.detector_node")
     for call in _calls(tree, "declare_section"):
         sections[_const(call.args[2])] = ast.unparse(call.args[1])
+    for node in ast.walk(tree):  # EXTRA_SECTIONS = ((ConfigClass, "section"), ...)
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id ==
+                                                 "EXTRA_SECTIONS" for t in node.targets)
+                and isinstance(node.value, ast.Tuple)):
+            for elt in node.value.elts:
+                sections[_const(elt.elts[1])] = ast.unparse(elt.elts[0])
     class_consts: dict[str, set[str]] = {}  # e.g. INPUT = "scene" in node classes
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
         for stmt in cls.body:
@@ -188,7 +202,7 @@ def _node_declarations(module: str) -> tuple[dict[str, str], set[str], set[str]]
                 for target in stmt.targets:
                     if isinstance(target, ast.Name):
                         class_consts.setdefault(target.id, set()).add(_const(stmt.value))
-    qos: set[str] = set()
+    qos: set[str] = set(inherited)
     for call in _calls(tree, "declare_qos"):
         for elt in call.args[1].elts if isinstance(call.args[1], ast.List) else []:
             if _const(elt):
@@ -199,6 +213,17 @@ def _node_declarations(module: str) -> tuple[dict[str, str], set[str], set[str]]
                 qos.add(elt.id)
     subs = {_const(c.args[1]) for c in _calls(tree, "create_subscription") if _const(c.args[1])}
     return sections, qos, subs
+
+
+def _config_class(module_name: str, cls_name: str) -> type:
+    """A node's config class, from its module or the module it inherits sections from."""
+    import importlib
+
+    for name in (module_name, "sar_atd_ros.detector_node"):
+        cls = getattr(importlib.import_module(name), cls_name, None)
+        if cls is not None:
+            return cls
+    raise AssertionError(f"{module_name}: config class {cls_name} not found")
 
 
 def _runner_node_modules() -> dict[str, str]:
@@ -249,10 +274,11 @@ def test_same_executables_as_runner_and_setup() -> None:
     launch = _launch_executables()
     runner = _runner_node_modules()
     entry = _setup_entry_points()
-    assert launch == set(runner) - {"recorder"}
+    assert launch - LAUNCH_ONLY == set(runner) - {"recorder"}
     assert launch <= set(entry)
     for exe in launch:
-        assert _module_main(runner[exe]) == entry[exe], exe
+        module = runner.get(exe) or NODE_SECTIONS_MODULES[exe]
+        assert _module_main(module) == entry[exe], exe
 
 
 def test_same_layouts_namespace_and_default_params() -> None:
@@ -299,16 +325,14 @@ def test_same_parameters_for_the_same_choices() -> None:
 def test_overridden_parameters_are_declared_by_the_nodes() -> None:
     """Each parameter the launch file sets is a field of a section its node declares."""
     import dataclasses
-    import importlib
 
     for exe, names in _launch_node_overrides().items():
         module_name = NODE_SECTIONS_MODULES[exe]
         sections, _qos, _subs = _node_declarations(module_name)
-        module = importlib.import_module(module_name)
         for name in names:
             section, key = name.split(".")
             assert section in sections, f"{exe}: no section {section}"
-            cls = getattr(module, sections[section])
+            cls = _config_class(module_name, sections[section])
             fields = {f.name for f in dataclasses.fields(cls)}
             assert key in fields, f"{exe}: {name} is not a field of {cls.__name__}"
 
@@ -332,7 +356,6 @@ def test_remapped_topics_are_node_topics() -> None:
 def test_params_file_loads_through_typed_configs(deployment: str) -> None:
     """Every node block of every deployment file builds its typed configs (unknown keys
     and out-of-range values are errors), and names only sections/topics the node has."""
-    import importlib
 
     from sar_atd.config import ROS_STANDARD_PARAMETERS, load_ros_params
 
@@ -341,7 +364,6 @@ def test_params_file_loads_through_typed_configs(deployment: str) -> None:
     for node, module_name in NODE_SECTIONS_MODULES.items():
         params = load_ros_params(path, node)
         sections, qos_topics, _subs = _node_declarations(module_name)
-        module = importlib.import_module(module_name)
         for section, value in params.items():
             if section in ROS_STANDARD_PARAMETERS:
                 continue
@@ -353,7 +375,7 @@ def test_params_file_loads_through_typed_configs(deployment: str) -> None:
                     from_dict(QosConfig, qos, where=f"{deployment}/{node}:qos.{topic}")
                 continue
             assert section in sections, f"{deployment}/{node}: unknown section {section}"
-            cls = getattr(module, sections[section])
+            cls = _config_class(module_name, sections[section])
             if hasattr(cls, "from_params"):
                 cls.from_params(params, section)
             else:

@@ -9,6 +9,11 @@ Live sensor (no bag, no evaluator): the detector side listens to ``scene_topic``
 
     ros2 launch sar_atd_ros sar_atd.launch.py scene_topic:=/radar/image deployment:=jetson_orin
 
+Several live streams through one detector (tiles batched across streams; each stream
+publishes ``<ns>/scene`` and gets ``<ns>/detections``)::
+
+    ros2 launch sar_atd_ros sar_atd.launch.py streams:=/sar1,/sar2
+
 Arguments (empty = keep the parameter file's value):
 
 ==================  =======================================================================
@@ -22,6 +27,8 @@ Arguments (empty = keep the parameter file's value):
 ``params_file``     any parameter file (overrides ``deployment``)
 ``namespace``       namespace of the graph (default ``/sar``; one per stream)
 ``layout``          ``scene_detector`` (tiler + detector in one process) or ``split``
+``streams``         comma-separated stream namespaces sharing one ``multi_scene_detector``
+                    (live input; replaces ``layout``, ``namespace`` and ``bag``)
 ``respawn``         restart the tiler/detector processes when they die (``true``/``false``)
 ``report_dir``      evaluator report folder (empty: no report files)
 ``mode``            player mode: ``realtime`` | ``speed`` | ``max_rate`` | ``lossless``
@@ -81,6 +88,7 @@ ARGUMENTS: list[tuple[str, Any, str]] = [
     ("params_file", "", "parameter file (overrides deployment)"),
     ("namespace", "/sar", "namespace of the graph (one per stream)"),
     ("layout", "scene_detector", "scene_detector (one process) | split (tiler + detector)"),
+    ("streams", "", "comma-separated namespaces of live streams sharing one detector"),
     ("respawn", "true", "restart the tiler/detector processes when they die"),
     ("report_dir", "", "evaluator report folder (empty: no report files)"),
     ("mode", "", "player mode: realtime | speed | max_rate | lossless; empty: params file"),
@@ -173,6 +181,14 @@ def _graph(context: LaunchContext) -> list[Any]:
         LogInfo(msg=f"SAR-ATD graph: params {params}, namespace {namespace}, layout "
                     f"{layout}, {'bag ' + bag if bag else 'live input'}"),
     ]
+    streams = [s.strip() for s in _arg(context, "streams").split(",") if s.strip()]
+    if streams:  # several live streams, one detector batching across them
+        if bag:
+            raise RuntimeError("streams:= serves live streams; replay a bag per namespace "
+                               "with one launch each instead")
+        multi_over = {**detector_over, "streams.namespaces": streams}
+        return [*actions, *managed("multi_scene_detector", multi_over, respawn=respawn,
+                                   respawn_delay=2.0)]
     if layout == "scene_detector":
         actions += managed("scene_detector", detector_over, remappings=remap, respawn=respawn,
                            respawn_delay=2.0)
