@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections import deque
@@ -12,6 +13,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from sar_atd.atomic import atomic_write_text
 
 log = logging.getLogger("sar_atd_training.trainer")
 
@@ -73,18 +76,17 @@ class CsvLog:
 
     def write(self, row: dict[str, Any]) -> None:
         new = [k for k in row if k not in self.fields]
-        if new and self.fields and self.path.is_file():  # rewrite with the wider header
-            with self.path.open() as f:
-                rows = list(csv.DictReader(f))
+        if new:  # (re)write the file with the wider header, atomically
+            rows: list[dict[str, str]] = []
+            if self.fields and self.path.is_file():
+                with self.path.open() as f:
+                    rows = list(csv.DictReader(f))
             self.fields += new
-            with self.path.open("w", newline="") as f:
-                w = csv.DictWriter(f, self.fields)
-                w.writeheader()
-                w.writerows(rows)
-        elif new:
-            self.fields += new
-            with self.path.open("w", newline="") as f:
-                csv.DictWriter(f, self.fields).writeheader()
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, self.fields)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(self.path, buf.getvalue())
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.fields).writerow(row)
 
