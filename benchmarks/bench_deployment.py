@@ -30,6 +30,7 @@ Figures are of this machine (CPU, no GPU here) and are printed, never assumed.
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import tempfile
 import threading
@@ -246,7 +247,7 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float) -> No
 
 
 def _stream_rounds(domain: int, namespaces: list[str], scenes: list[np.ndarray],
-                   rounds: int, timeout_s: float = 300.0) -> float:
+                   rounds: int, procs: list[Any], timeout_s: float = 300.0) -> float:
     """Scenes/s of ``rounds`` rounds (one scene per stream each, after a warm-up round)."""
     import os
 
@@ -275,6 +276,8 @@ def _stream_rounds(domain: int, namespaces: list[str], scenes: list[np.ndarray],
         while not cond():
             if time.monotonic() > t_end:
                 raise TimeoutError(f"streams {namespaces}: detections did not arrive")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"streams {namespaces}: a detector process exited")
             ex.spin_once(timeout_sec=0.01)
 
     try:
@@ -297,14 +300,13 @@ def _stream_rounds(domain: int, namespaces: list[str], scenes: list[np.ndarray],
 
 def streams(work: Path, detector: str, size: int, rounds: int) -> None:
     """Prints throughput of 1, 2, 4 streams: one shared detector vs one per stream."""
-    import signal
     import subprocess
     import sys
 
     import yaml
 
     from sar_atd_ros.bag import read_bag_scenes
-    from sar_atd_ros.runner import node_command, ros_env
+    from sar_atd_ros.runner import node_command, ros_env, stop_processes
 
     bag = work / "streams_bag"
     make_bag(bag, 4, size, seed=3)
@@ -319,10 +321,10 @@ def streams(work: Path, detector: str, size: int, rounds: int) -> None:
     for n in (1, 2, 4):
         namespaces = [f"/s{i + 1}" for i in range(n)]
         params = work / f"streams_{n}.yaml"
-        params.write_text(yaml.safe_dump({
+        params.write_text(yaml.safe_dump({  # copies: rcl parameter files take no aliases
             "/**/multi_scene_detector": {"ros__parameters": {
-                **block, "streams": {"namespaces": namespaces, "max_queue": 2}}},
-            "/**/scene_detector": {"ros__parameters": block}}))
+                **copy.deepcopy(block), "streams": {"namespaces": namespaces, "max_queue": 2}}},
+            "/**/scene_detector": {"ros__parameters": copy.deepcopy(block)}}))
         rates = []
         for shared in (True, False):
             env = ros_env()
@@ -333,16 +335,9 @@ def streams(work: Path, detector: str, size: int, rounds: int) -> None:
                                       stderr=subprocess.DEVNULL) for c in cmds]
             try:
                 rates.append(_stream_rounds(int(env["ROS_DOMAIN_ID"]), namespaces, scenes,
-                                            rounds))
+                                            rounds, procs))
             finally:
-                for p in procs:
-                    p.send_signal(signal.SIGINT)
-                for p in procs:
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                stop_processes(procs, 30)
         print(f"| {n} | {rates[0]:.2f} | {rates[1]:.2f} |")
 
 

@@ -120,20 +120,10 @@ class _Probe:
         self.rclpy.shutdown(context=self.context)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.mark.slow
 def test_malformed_scenes_are_counted_logged_and_survived(tmp_path: Path) -> None:
     """Each malformed scene: one log line naming it, its counter +1, next good scene done."""
-    from sar_atd_ros.runner import ros_env
+    from sar_atd_ros.runner import ros_env, stop_processes
 
     env = ros_env()
     log = tmp_path / "scene_detector.log"
@@ -173,7 +163,7 @@ def test_malformed_scenes_are_counted_logged_and_survived(tmp_path: Path) -> Non
         assert nan_msg.n_nonfinite == 41
     finally:
         probe.close()
-        _stop(proc)
+        stop_processes([proc], 30)
     text = log.read_text()
     assert "Traceback" not in text
     for name, _make, _counter, line in FAULTS:

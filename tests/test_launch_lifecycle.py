@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -58,7 +57,7 @@ def test_detector_lifecycle_over_dds(tmp_path: Path) -> None:
 
     from sar_atd_ros.image import fill_image
     from sar_atd_ros.lifecycle import LifecycleClient
-    from sar_atd_ros.runner import ros_env
+    from sar_atd_ros.runner import ros_env, stop_processes
 
     model = tmp_path / "models" / "detector.pt"
     env = ros_env()
@@ -138,13 +137,7 @@ def test_detector_lifecycle_over_dds(tmp_path: Path) -> None:
         _spin_until(client, lambda: len(events) >= 8, 5)
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc], 30)
     text = log.read_text()
     assert proc.returncode == 0, text[-2000:]
     failures = [ln for ln in text.splitlines() if "configure failed" in ln]

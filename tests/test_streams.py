@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -77,7 +76,7 @@ def test_two_streams_share_one_detector_over_dds(tmp_path: Path) -> None:
     from sensor_msgs.msg import Image
 
     from sar_atd_ros.image import fill_image
-    from sar_atd_ros.runner import ros_env
+    from sar_atd_ros.runner import ros_env, stop_processes
 
     env = ros_env()
     log = tmp_path / "multi.log"
@@ -122,12 +121,7 @@ def test_two_streams_share_one_detector_over_dds(tmp_path: Path) -> None:
         ex.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc], 30)
     sd = _scene_detector(4)
     for msg, scene in ((got["/s1"][0], scenes[0]), (got["/s2"][0], scenes[1]),
                        (got["/s1"][1], scenes[2])):

@@ -33,7 +33,8 @@ from sar_atd.config import _deep_merge, load_yaml
 from sar_atd_ros.errors import GraphError
 
 __all__ = ["DEFAULT_PARAMS", "NODE_MODULES", "GraphOptions", "run_graph", "ros_env",
-           "node_command", "format_summary", "node_params", "offline_scene_detector"]
+           "stop_processes", "node_command", "format_summary", "node_params",
+           "offline_scene_detector"]
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params" / "default.yaml"
 """The default parameter file installed with the package."""
@@ -198,17 +199,22 @@ class _Proc:
         return lines[-1] if lines else ""
 
 
-def _stop(procs: list[_Proc], grace_s: float = 10.0) -> None:
-    for p in procs:
-        if p.popen.poll() is None:
-            p.popen.send_signal(signal.SIGINT)
+def stop_processes(popens: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGINT (a node's clean shutdown) to each running process, SIGKILL after ``grace_s``."""
+    for p in popens:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
     t_end = time.monotonic() + grace_s
-    for p in procs:
+    for p in popens:
         try:
-            p.popen.wait(timeout=max(0.1, t_end - time.monotonic()))
+            p.wait(timeout=max(0.1, t_end - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.popen.kill()
-            p.popen.wait()
+            p.kill()
+            p.wait()
+
+
+def _stop(procs: list[_Proc], grace_s: float = 10.0) -> None:
+    stop_processes([p.popen for p in procs], grace_s)
 
 
 def _bring_up_detector_side(procs: list[_Proc], opts: GraphOptions, domain_id: int,
