@@ -263,19 +263,12 @@ def part_memory(args: argparse.Namespace) -> None:
 def _big_scenes(args: argparse.Namespace, chips: Path) -> list[tuple[np.ndarray, np.ndarray,
                                                                      list]]:
     """``--scenes`` scenes of 4 x 4 patchworks side by side; (scene, boxes, patchworks)."""
-    from sar_atd_training.evaluation.patchwork import build_patchworks
+    from sar_atd_training.evaluation.patchwork import build_patchworks, mosaic
 
     out = []
     for k in range(args.scenes):
         pws = build_patchworks(chips, n=16, seed=100 + k, progress=False)
-        s = pws[0].image.shape[0]
-        scene = np.zeros((4 * s, 4 * s), np.uint8)
-        boxes = []
-        for i, pw in enumerate(pws):
-            y0, x0 = (i // 4) * s, (i % 4) * s
-            scene[y0:y0 + s, x0:x0 + s] = pw.image
-            boxes.append(pw.boxes + np.array([x0, y0, x0, y0], np.float32))
-        out.append((scene, np.concatenate(boxes), pws))
+        out.append((*mosaic(pws, 4), pws))
     return out
 
 

@@ -236,3 +236,17 @@ def test_build_patchworks_refuses_existing_dataset(tmp_path: Path) -> None:
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 2
     assert main(["eval", "build-patchworks", "--chips", str(chips), "--out",
                  str(tmp_path / "x"), "--n", "0"]) == 2
+
+
+def test_mosaic_of_patchworks_keeps_boxes_on_their_targets() -> None:
+    from sar_atd_training.evaluation.patchwork import Patchwork, mosaic
+
+    rng = np.random.default_rng(0)
+    pws = [Patchwork(rng.integers(0, 255, (20, 20)).astype(np.uint8),
+                     np.array([[2, 3, 9, 12]], np.float32)) for _ in range(5)]
+    image, boxes = mosaic(pws, 2)
+    assert image.shape == (60, 40) and len(boxes) == 5
+    for pw, (x0, y0, x1, y1) in zip(pws, boxes.astype(int), strict=True):
+        np.testing.assert_array_equal(image[y0:y1, x0:x1], pw.image[3:12, 2:9])
+    with pytest.raises(ValueError, match="expected"):
+        mosaic([pws[0], Patchwork(np.zeros((5, 5), np.uint8), np.zeros((0, 4)))], 2)

@@ -41,7 +41,7 @@ from sar_atd.sar.chips import ChipRecord, list_chips, read_sarbake_mask
 log = logging.getLogger(__name__)
 
 __all__ = ["Patchwork", "fade_profile", "patchwork_weights", "fit_to_cell",
-           "compose_patchwork", "build_patchworks", "patchwork_size"]
+           "compose_patchwork", "build_patchworks", "patchwork_size", "mosaic"]
 
 
 @dataclass
@@ -240,3 +240,25 @@ def build_patchworks(chips_dir: str | Path, n: int = 200, seed: int = 0, grid: i
         log.warning("%d chip(s) in the patchworks have no target pixel in their mask "
                     "(no box)", n_missing)
     return out
+
+
+def mosaic(pws: list[Patchwork], cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-size patchworks side by side, row-major, ``cols`` per row (a large scene of
+    real targets, e.g. to evaluate through the tiler).
+
+    Returns:
+        (uint8 (rows * S, cols * S) image, float32 (M, 4) xyxy boxes in its coordinates).
+    """
+    if not pws or cols < 1:
+        raise ValueError(f"need patchworks and cols >= 1, got {len(pws)}, {cols}")
+    h, w = pws[0].image.shape
+    rows = -(-len(pws) // cols)
+    image = np.zeros((rows * h, cols * w), np.uint8)
+    boxes = []
+    for i, pw in enumerate(pws):
+        if pw.image.shape != (h, w):
+            raise ValueError(f"patchwork {i} is {pw.image.shape}, expected {(h, w)}")
+        y0, x0 = (i // cols) * h, (i % cols) * w
+        image[y0:y0 + h, x0:x0 + w] = pw.image
+        boxes.append(pw.boxes + np.array([x0, y0, x0, y0], np.float32))
+    return image, np.concatenate(boxes).astype(np.float32).reshape(-1, 4)
