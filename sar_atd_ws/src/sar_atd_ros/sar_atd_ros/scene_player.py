@@ -59,7 +59,9 @@ class PlayerConfig:
         wait_timeout_s: give up waiting for subscribers after this long (error).
         lossless_timeout_s: in lossless mode, move on (counted) when no detections came
             this long (long: a CPU detector can take minutes on a large scene).
-        linger_s: time kept alive after ``stream_end`` so reliable delivery completes.
+        linger_s: time kept alive after ``stream_end`` so reliable delivery completes (a
+            sample lost in transport is repaired after the writer's next heartbeat, ~3 s
+            in Fast DDS; the writer must still exist then).
         exit_at_end: stop the node when the bag ends (else keep ``stream_end`` available).
     """
 
@@ -76,7 +78,7 @@ class PlayerConfig:
     wait_detections_publishers: int = 0
     wait_timeout_s: float = 60.0
     lossless_timeout_s: float = 600.0
-    linger_s: float = 1.0
+    linger_s: float = 5.0
     exit_at_end: bool = True
 
     def __post_init__(self) -> None:
