@@ -209,3 +209,20 @@ def test_box_quality_recipe_loads_with_its_changes() -> None:
     assert ov.box_mode == "support" and ov.render_gamma_range == (0.5, 2.0)
     model = build_detector(cfg.model, **cfg.model_build_kwargs())
     assert model.head.regression_head._loss_type == "giou"
+
+
+def test_synthetic_box_definitions_on_identical_images(plain_grass_config) -> None:
+    """Every box mode sees the same targets (same seed, same images); the union box contains
+    the support box on every side, and the returns box is measured for each target."""
+    from sar_atd_training.clutter import BackgroundSet, generate_scene
+    from sar_atd_training.overlay import OverlayConfig
+    from sar_atd_training.overlay.toybank import make_toy_bank
+    from sar_atd_training.quality.synthetic import measure_synthetic_boxes
+
+    grass = BackgroundSet.from_arrays([generate_scene(plain_grass_config(300, 300), 0)])
+    cfg = OverlayConfig(image_size=192, targets_per_image=(1, 2))
+    sb = measure_synthetic_boxes(cfg, make_toy_bank(), grass, n_images=3, seed=0)
+    n = len(sb.support)
+    assert n >= 3 and len(sb.union) == len(sb.energy) == len(sb.returns) == n
+    assert np.all(sb.side_offsets("union") >= 0)
+    assert sb.side_offsets("returns").shape[1] == 4

@@ -81,6 +81,7 @@ def measure_synthetic_boxes(config: Any, bank: Any, backgrounds: Any, n_images: 
         done = 0
         while done < n_images:
             for s in pipe.generate(min(batch_size, n_images - done), g):
+                done += 1
                 boxes[mode].extend(s.boxes.numpy().astype(np.float64))
                 if mode != "support":
                     continue
@@ -91,7 +92,6 @@ def measure_synthetic_boxes(config: Any, bank: Any, backgrounds: Any, n_images: 
                     m[others] = MASK_SHADOW  # other targets are neither clutter nor this one
                     r = returns_box(image, m, returns_factor)
                     rets.append(np.full(4, np.nan) if r is None else r.astype(np.float64))
-                done += 1
     n = {m: len(v) for m, v in boxes.items()}
     if len(set(n.values())) != 1:
         raise RuntimeError(f"box modes produced different target counts {n}: the images "
