@@ -190,3 +190,29 @@ def test_overlay_batch_refused_when_composition_is_wrong(
         pipeline.check_batch_statistics(mag, torch.full((3,), 0.03))
     pipeline.check_batch_statistics(mag[[0, 2]], torch.full((2,), 0.03))
     pipeline.check_batch_statistics(mag, torch.zeros(3))  # all-zero backgrounds: level free
+
+
+@pytest.mark.slow
+def test_clutter_cli_at_2048_survives_a_wrong_ifft(
+        tmp_path, monkeypatch: pytest.MonkeyPatch,
+        plain_grass_config: Callable[[int, int], object]) -> None:
+    """The reported failure end to end: ``sar-atd clutter --height 2048 --width 2048`` with
+    torch's complex64 2048 x 2048 inverse FFT wrong writes the same scene as with a correct
+    FFT (the guard falls back), and never a scene at the wrong level."""
+    import yaml
+
+    from sar_atd.config import to_dict
+    from sar_atd_training.cli import main
+
+    cfg = tmp_path / "plain.yaml"
+    cfg.write_text(yaml.safe_dump({"clutter": to_dict(plain_grass_config(64, 64))}))
+    argv = ["clutter", "--config", str(cfg), "--height", str(N), "--width", str(N)]
+    assert main([*argv, "--out", str(tmp_path / "good.npy")]) == 0
+    monkeypatch.setattr(torch.fft, "ifft2", broken_ifft2(
+        lambda x: x.dtype == torch.complex64 and tuple(x.shape[-2:]) == (N, N)))
+    fftcheck.clear_plans()
+    assert main([*argv, "--out", str(tmp_path / "guarded.npy")]) == 0
+    good, guarded = np.load(tmp_path / "good.npy"), np.load(tmp_path / "guarded.npy")
+    assert guarded.shape == (N, N)
+    assert np.abs(guarded - good).max() < 1e-5 * np.abs(good).max()
+    assert 0.02 < np.median(np.abs(guarded)) < 0.06
