@@ -482,3 +482,16 @@ def test_launch_drives_the_detector_lifecycle() -> None:
              if k.arg == "goal_state"}
     assert edges == {"configuring"} and goals == {"inactive", "unconfigured"}
     assert _calls(tree, "OnProcessStart"), "configure is not re-emitted for a respawn"
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_rendering_is_the_same_in_every_node_and_as_default(deployment: str) -> None:
+    """Every tiler section of a deployment file renders scenes as default.yaml's
+    scene_detector does (same LUT rule in both layouts and on every platform)."""
+    from sar_atd.config import TilerConfig, load_ros_params
+
+    keys = ("render", "gamma", "amplitude_ref", "ref_quantile", "ref_level")
+    ref = TilerConfig.from_params(load_ros_params(PARAMS / "default.yaml", "scene_detector"))
+    for node in ("scene_detector", "tiler", "detector", "multi_scene_detector"):
+        cfg = TilerConfig.from_params(load_ros_params(PARAMS / f"{deployment}.yaml", node))
+        assert [getattr(cfg, k) for k in keys] == [getattr(ref, k) for k in keys], node
