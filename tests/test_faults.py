@@ -241,3 +241,34 @@ def test_killed_detector_is_restarted_and_the_gap_reported(tmp_path: Path) -> No
     assert s["scenes_evaluated"] + s["scenes_missing"] == s["scenes_published"]
     # the gap is reported, and scenes after the restart were processed (<= 2 before)
     assert s["scenes_missing"] >= 1 and s["scenes_evaluated"] >= 10, s
+
+
+@pytest.mark.slow
+def test_report_accounts_for_scenes_rejected_upstream(tmp_path: Path) -> None:
+    """``sar-atd run`` on a bag with malformed scenes mixed in: the evaluator's report
+    counts the detector's rejections (from /diagnostics) and every scene adds up:
+    published = evaluated + not evaluated, not evaluated = rejected upstream."""
+    from benchmarks.bench_deployment import write_fault_bag
+    from sar_atd_ros.bag import BagScene, write_bag
+    from sar_atd_ros.runner import GraphOptions, run_graph
+
+    rng = np.random.default_rng(4)
+    scenes = []
+    for i in range(6):
+        a = rng.rayleigh(1.0, (128, 160)).astype(np.float32)
+        a[40:52, 30 + 5 * i:55 + 5 * i] *= 8.0
+        scenes.append(BagScene(f"s{i}", a, np.array([[30 + 5 * i, 40, 55 + 5 * i, 52]],
+                                                     np.float32)))
+    clean, bad = tmp_path / "clean", tmp_path / "faults"
+    write_bag(scenes, clean, rate_hz=2.0)
+    n_bad = write_fault_bag(clean, bad, every=2)
+    out = run_graph(GraphOptions(
+        bag=bad, detector="cfar", device="cpu", mode="lossless", report=tmp_path / "report",
+        log_dir=tmp_path / "logs", timeout_s=300,
+        overrides={"evaluator": {"report": {"drain_timeout_s": 5.0, "n_examples": 0}},
+                   "scene_player": {"player": {"lossless_timeout_s": 2.0}},
+                   "scene_detector": {"node": {"max_scene_pixels": 2_000_000}}}))
+    s = out["summary"]
+    assert n_bad == 3
+    assert s["scenes_published"] == 9 and s["scenes_evaluated"] == 6
+    assert s["scenes_missing"] == n_bad == s["scenes_rejected_upstream"], s

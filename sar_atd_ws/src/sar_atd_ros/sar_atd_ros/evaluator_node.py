@@ -114,6 +114,13 @@ class EvaluatorNode(Node):
                                  qos["detections"])
         self.create_subscription(GroundTruth, "ground_truth", self._on_gt, qos["ground_truth"])
         self.create_subscription(UInt64, STREAM_END_TOPIC, self._on_end, qos[STREAM_END_TOPIC])
+        # counters of the detector side (scenes it rejected as malformed, NaN/inf scenes)
+        # read from /diagnostics, so the report accounts for scenes refused upstream
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.upstream: dict[str, dict[str, int]] = {}       # node -> latest counters
+        self.upstream_base: dict[str, dict[str, int]] = {}  # counters of earlier processes
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.examples: dict[int, dict[str, Any]] = {}  # stamp -> image, gt, boxes, scores
         self.example_sub = None
         if self.rcfg.dir and self.rcfg.n_examples:
@@ -192,6 +199,29 @@ class EvaluatorNode(Node):
             self.destroy_subscription(self.example_sub)
             self.example_sub = None
 
+    UPSTREAM_NODES = ("scene_detector", "detector", "tiler")
+    UPSTREAM_COUNTERS = ("scenes_received", "scenes_malformed", "scenes_nonfinite")
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        ns = self.get_namespace().rstrip("/")
+        for st in msg.status:
+            head, _, node = st.name.rpartition("/")
+            if head != ns or node not in self.UPSTREAM_NODES:
+                continue
+            vals = {kv.key: kv.value for kv in st.values}
+            new = {k: int(vals[k]) for k in self.UPSTREAM_COUNTERS if str(vals.get(k, "")
+                                                                         ).isdigit()}
+            old = self.upstream.get(node, {})
+            if new.get("scenes_received", 0) < old.get("scenes_received", 0):  # restarted
+                base = self.upstream_base.setdefault(node, {})
+                for k, v in old.items():
+                    base[k] = base.get(k, 0) + v
+            self.upstream[node] = new
+
+    def _upstream(self, key: str) -> int:
+        return sum(c.get(key, 0) for d in (self.upstream, self.upstream_base)
+                   for c in d.values())
+
     def _on_end(self, msg: Any) -> None:
         if self.end_seq is None:
             self.end_seq = int(msg.data)
@@ -255,6 +285,8 @@ class EvaluatorNode(Node):
             "scenes_missing": max(0, published - self.n_eval),
             "ground_truth_lost": published - len(self.seen_seq),
             "scenes_malformed": self.n_malformed,
+            "scenes_rejected_upstream": self._upstream("scenes_malformed"),
+            "scenes_nonfinite_upstream": self._upstream("scenes_nonfinite"),
             "detections_without_gt": self.n_without_gt + len(self.dets),
             "AP25": m.get("AP25", float("nan")), "AP50": m.get("AP50", float("nan")),
             "AP70": m.get("AP70", float("nan")), "ap_50_95": m.get("ap_50_95", float("nan")),
