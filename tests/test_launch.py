@@ -94,7 +94,7 @@ def _launch_arguments() -> dict[str, Any]:
 
 
 def _node_calls(tree: ast.AST) -> list[ast.Call]:
-    """Calls of the launch file's helpers that start an executable (plain or managed)."""
+    """Calls of the launch file's functions that start an executable (plain or managed)."""
     return [c for f in ("node", "managed") for c in _calls(tree, f) if c.args]
 
 
