@@ -115,3 +115,16 @@ def test_histogram_matching_undoes_a_monotonic_rendering() -> None:
     assert match_histogram(ref, q).dtype == np.uint8
     with pytest.raises(ValueError, match="non-decreasing"):
         match_histogram(ref, q[::-1])
+
+
+def test_histogram_matching_keeps_clipped_extremes() -> None:
+    from sar_atd_training.quality.renderings import match_histogram, reference_quantiles
+
+    rng = np.random.default_rng(2)
+    ref = rng.rayleigh(30.0, (64, 64)).clip(0, 255).astype(np.uint8)
+    clipped = contrast_stretch(ref, 0.02, 0.90)  # ~10 % of the pixels at 255
+    q = reference_quantiles([ref])
+    out = match_histogram(clipped, q)
+    assert np.all(out[clipped == 255] == 255) and np.all(out[clipped == 0] == 0)
+    mid = match_histogram(clipped, q, keep_extremes=False)
+    assert mid[clipped == 255].max() < 255  # the tie goes to its mid-rank quantile instead

@@ -181,7 +181,8 @@ def reference_quantiles(images: list[np.ndarray], n_levels: int = 1024) -> np.nd
     return np.quantile(pix, (np.arange(n_levels) + 0.5) / n_levels)
 
 
-def match_histogram(image: np.ndarray, ref_q: np.ndarray) -> np.ndarray:
+def match_histogram(image: np.ndarray, ref_q: np.ndarray, keep_extremes: bool = True
+                    ) -> np.ndarray:
     """Map an 8-bit image onto a reference histogram (test-time rendering normalisation).
 
     Every global monotonic rendering of the same amplitudes has the same pixel ranks, so
@@ -189,9 +190,14 @@ def match_histogram(image: np.ndarray, ref_q: np.ndarray) -> np.ndarray:
     their rank range) to the reference quantile at that rank undoes the rendering, up to
     quantisation and what clipping destroyed.
 
+    Clipped pixels (grey levels 0 and 255) carry no rank information inside their tie; with
+    ``keep_extremes`` they stay at 0 and 255 (a saturated target stays the brightest thing)
+    instead of moving to the reference quantile in the middle of their rank range.
+
     Args:
         image: uint8 (H, W).
         ref_q: :func:`reference_quantiles` output.
+        keep_extremes: keep grey levels 0 and 255 where they are.
 
     Returns:
         uint8 (H, W).
@@ -205,4 +211,6 @@ def match_histogram(image: np.ndarray, ref_q: np.ndarray) -> np.ndarray:
     mid = (upto - hist / 2) / img.size  # mid-rank probability of each grey level
     probs = (np.arange(q.size) + 0.5) / q.size
     lut = np.clip(np.round(np.interp(mid, probs, q)), 0, 255).astype(np.uint8)
+    if keep_extremes:
+        lut[0], lut[255] = 0, 255
     return lut[img]
