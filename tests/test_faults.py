@@ -244,6 +244,67 @@ def test_killed_detector_is_restarted_and_the_gap_reported(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_killed_evaluator_resumes_from_its_saved_state(tmp_path: Path) -> None:
+    """``sar-atd run``: the evaluator killed mid-stream (SIGKILL) is restarted, resumes from
+    the state it saved with its last metrics update (nothing evaluated before is lost), and
+    its final report accounts for every scene."""
+    import os
+    import pickle
+    import random
+    import threading
+
+    from sar_atd_ros.bag import BagScene, write_bag
+    from sar_atd_ros.runner import GraphOptions, run_graph
+
+    rng = np.random.default_rng(6)
+    scenes = []
+    for i in range(30):
+        a = rng.rayleigh(1.0, (128, 160)).astype(np.float32)
+        a[40:52, 30 + i:55 + i] *= 8.0
+        scenes.append(BagScene(f"s{i}", a, np.array([[30 + i, 40, 55 + i, 52]], np.float32)))
+    bag = tmp_path / "bag"
+    write_bag(scenes, bag, storage="mcap", rate_hz=1.0)
+    domain = random.SystemRandom().randint(101, 200)
+    report = tmp_path / "report"
+    opts = GraphOptions(bag=bag, detector="cfar", device="cpu", mode="realtime", report=report,
+                        log_dir=tmp_path / "logs", timeout_s=300,
+                        overrides={"evaluator": {"report": {"drain_timeout_s": 5.0}}})
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["out"] = run_graph(opts, domain_id=domain)
+        except Exception as err:  # reported by the main thread
+            result["err"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    state_file = report / "evaluator_state.pkl"
+    n_before = 0
+    t_end = time.monotonic() + 180
+    while time.monotonic() < t_end and n_before < 3:
+        time.sleep(0.5)
+        try:
+            n_before = pickle.loads(state_file.read_bytes())["n_eval"]
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError):
+            continue
+    assert n_before >= 3, "the evaluator saved no state"
+    pids = _pids_of("sar_atd_ros.evaluator_node", domain)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert "err" not in result, result.get("err")
+    s = result["out"]["summary"]
+    assert result["out"]["restarts"] == {"evaluator": 1}
+    assert s["evaluator_restarts_resumed"] == 1
+    assert s["scenes_published"] == 30
+    assert s["scenes_evaluated"] + s["scenes_missing"] == 30
+    assert s["scenes_evaluated"] > n_before, (n_before, s)
+    assert not state_file.exists(), "state kept after the final report"
+
+
+@pytest.mark.slow
 def test_report_accounts_for_scenes_rejected_upstream(tmp_path: Path) -> None:
     """``sar-atd run`` on a bag with malformed scenes mixed in: the evaluator's report
     counts the detector's rejections (from /diagnostics) and every scene adds up:

@@ -52,6 +52,10 @@ class ReportConfig:
         max_unmatched: detections/ground truth waiting for their partner, kept at most.
         n_examples: annotated scenes in the report (the first ones; their pixels are the
             only scene data the evaluator keeps).
+        save_state: with ``dir`` set, save the evaluation state (compact per-scene
+            records and counters) to ``dir/evaluator_state.pkl`` with each metrics update;
+            a restarted evaluator resumes from it, and it is removed once the final report
+            is written.
     """
 
     dir: str = ""
@@ -61,6 +65,7 @@ class ReportConfig:
     operating_threshold: float = -1.0
     max_unmatched: int = 256
     n_examples: int = 3
+    save_state: bool = True
 
     def __post_init__(self) -> None:
         if not self.publish_period_s > 0:
@@ -131,6 +136,9 @@ class EvaluatorNode(Node):
         self.gts: OrderedDict[int, Any] = OrderedDict()      # stamp -> ground truth
         self.dets: OrderedDict[int, tuple[Any, float]] = OrderedDict()  # stamp -> (msg, t)
         self.seen_seq: set[int] = set()
+        # stamps of evaluated scenes: transient-local topics hand a restarted evaluator the
+        # recent history again, which must not be counted twice
+        self.evaluated: set[int] = set()
         self.max_seq = 0
         self.n_eval = self.n_malformed = self.n_without_gt = self.n_pixels = 0
         self.latency_ms: list[float] = []
@@ -145,6 +153,8 @@ class EvaluatorNode(Node):
         self.done = False
         self.exit_code = 0
         self.last_error = ""
+        self.resumed = 0
+        self._resume()
         self.diag = Diagnostics(self, self._diag_values)
         self.create_timer(self.rcfg.publish_period_s, self._publish)
         self.create_timer(0.05, self._check_end)
@@ -162,6 +172,8 @@ class EvaluatorNode(Node):
         self.seen_seq.add(seq)
         self.max_seq = max(self.max_seq, seq)
         key = stamp_ns(msg.header.stamp)
+        if key in self.evaluated:
+            return
         if key in self.dets:
             det, t = self.dets.pop(key)
             self._evaluate(det, msg, t)
@@ -173,6 +185,8 @@ class EvaluatorNode(Node):
     def _on_dets(self, msg: Any) -> None:
         t = time.time()
         key = stamp_ns(msg.header.stamp)
+        if key in self.evaluated:
+            return
         gt = self.gts.pop(key, None)
         if gt is None:
             self.dets[key] = (msg, t)
@@ -243,6 +257,7 @@ class EvaluatorNode(Node):
             self._malformed(str(err))
             return
         self.n_eval += 1
+        self.evaluated.add(stamp_ns(det.header.stamp))
         ex = self.examples.get(stamp_ns(det.header.stamp))
         if ex is not None:
             ex.update(gt=gt_from_msg(gt), boxes=boxes, scores=scores, name=gt.scene_name,
@@ -286,6 +301,7 @@ class EvaluatorNode(Node):
             "ground_truth_lost": published - len(self.seen_seq),
             "scenes_malformed": self.n_malformed,
             "scenes_rejected_upstream": self._upstream("scenes_malformed"),
+            "evaluator_restarts_resumed": self.resumed,
             "scenes_nonfinite_upstream": self._upstream("scenes_nonfinite"),
             "detections_without_gt": self.n_without_gt + len(self.dets),
             "AP25": m.get("AP25", float("nan")), "AP50": m.get("AP50", float("nan")),
@@ -303,6 +319,48 @@ class EvaluatorNode(Node):
             "n_gt": m.get("n_gt", 0), "n_pred": m.get("n_pred", 0),
             **self.detector_info,
         }
+
+    # ---- state kept across a restart ---------------------------------------------------
+    STATE_FIELDS = ("acc", "seen_seq", "evaluated", "max_seq", "n_eval", "n_malformed",
+                    "n_without_gt", "n_pixels", "latency_ms", "proc_ms", "t_first", "t_last",
+                    "t_first_arrival", "detector_info", "op_threshold", "upstream",
+                    "upstream_base", "resumed")
+
+    def _state_path(self) -> Path | None:
+        if not (self.rcfg.dir and self.rcfg.save_state):
+            return None
+        return Path(self.rcfg.dir) / "evaluator_state.pkl"
+
+    def _save_state(self) -> None:
+        import pickle
+
+        from sar_atd.atomic import atomic_write_bytes
+
+        path = self._state_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, pickle.dumps({k: getattr(self, k) for k in self.STATE_FIELDS}))
+
+    def _resume(self) -> None:
+        """Continue from the state an earlier (crashed) evaluator of this run saved."""
+        import pickle
+
+        path = self._state_path()
+        if path is None or not path.is_file():
+            return
+        try:
+            state = pickle.loads(path.read_bytes())  # noqa: S301 - written by this node
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as err:
+            self.get_logger().error(f"evaluator state {path} unreadable ({err}); starting "
+                                    f"afresh")
+            return
+        for k in self.STATE_FIELDS:
+            if k in state:
+                setattr(self, k, state[k])
+        self.resumed += 1
+        self.get_logger().warning(f"resumed from {path}: {self.n_eval} scene(s) already "
+                                  f"evaluated")
 
     def _diag_values(self) -> dict[str, Any]:
         s = self.summary()
@@ -327,6 +385,7 @@ class EvaluatorNode(Node):
                           ("megapixels_per_s", "megapixels_per_s")):
             setattr(msg, name, float(s[key]))
         self.pub.publish(msg)
+        self._save_state()
 
     def _check_end(self) -> None:
         if self.end_seq is None or self.done:
@@ -361,6 +420,9 @@ class EvaluatorNode(Node):
                            iou_thresholds=tuple(t for t in self.cfg.iou_thresholds
                                                 if t in (0.25, 0.5, 0.7)) or (0.5,))
             self._write_examples(out, summary)
+        state = self._state_path()
+        if state is not None and state.is_file():  # the run is complete: nothing to resume
+            state.unlink()
         self.get_logger().info(f"report written to {out}")
 
     def _write_examples(self, out: Path, summary: dict[str, Any]) -> None:

@@ -54,8 +54,9 @@ SOURCE_ROOT = Path(__file__).resolve().parents[4]
 file, e.g. ``models/default.pt``, are looked up there when absent from the working folder)."""
 
 LAYOUTS = {"scene_detector": ["scene_detector"], "split": ["tiler", "detector"]}
-RESTARTABLE = ("scene_detector", "tiler", "detector")
-"""Nodes ``sar-atd run`` restarts when they die mid-stream (the launch file respawns them)."""
+RESTARTABLE = ("scene_detector", "tiler", "detector", "evaluator")
+"""Nodes ``sar-atd run`` restarts when they die mid-stream (the evaluator resumes from its
+saved state; the launch file respawns the detector side)."""
 
 
 @dataclass
