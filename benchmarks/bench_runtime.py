@@ -9,7 +9,7 @@ Parts (``--only``):
   detector: megapixels/s and milliseconds per tile for the torch backend and ONNX Runtime
   (the batched tile graph exported on the fly), CFAR beside them; torch CUDA (fp16 weights
   cast) and peak GPU memory when a GPU is present.
-* ``tiler``: the batched tiler (one LUT pass per scene, one gather per batch) against a
+* ``tiler``: the batched tiler (one LUT pass per scene, stacked tile views) against a
   per-tile Python loop (slice, LUT, convert per tile) on the same scene: medians and ratio.
 * ``memory``: the tiler's peak extra resident memory (Linux ``VmHWM`` after resetting it,
   ``clear_refs`` 5) for one scene, every batch consumed, against the scene array's bytes,

@@ -8,8 +8,8 @@ the ROS 2 nodes. Steps:
    through the power-law LUT), NaN/inf pixels set to 0 and counted. The rendering runs in
    row blocks on the device, so its temporaries stay a small fraction of the scene; the
    result is a uint8 (H, W) tensor (a quarter of a float32 scene, an eighth of complex64).
-2. :meth:`Tiler.batches`: tiles on the grid of :func:`tile_grid` gathered with one
-   indexing operation per batch into a float32 (B, 1, T, T) tensor in 8-bit units.
+2. :meth:`Tiler.batches`: tiles on the grid of :func:`tile_grid`, strided views of the
+   rendered scene stacked per batch into a float32 (B, 1, T, T) tensor in 8-bit units.
 
 Grid rule: along each axis, tiles start every ``tile - overlap`` pixels and the last tile
 is shifted inward to end exactly at the scene edge (no zero padding); an axis shorter
@@ -261,23 +261,17 @@ class Tiler:
     def batches(self, prepared: PreparedScene) -> Iterator[TileBatch]:
         """Yield :class:`TileBatch` es of at most ``batch_size`` tiles of ``prepared``.
 
-        Each batch is one gather (``image[rows, cols]``) into a new float32 tensor on the
-        device; the scene image itself is never copied.
+        Each batch stacks strided views of the scene image (one copy of the tile pixels)
+        and casts them to float32 on the device; the scene image itself is never copied.
         """
         img = prepared.image
         h, w = prepared.hw
         rects = self.grid(h, w)
-        th, tw = int(rects[0, 3] - rects[0, 1]), int(rects[0, 2] - rects[0, 0])
-        dy = torch.arange(th, device=img.device)
-        dx = torch.arange(tw, device=img.device)
         bs = self.cfg.batch_size
         for i0 in range(0, len(rects), bs):
             r = rects[i0:i0 + bs]
-            y0 = torch.as_tensor(r[:, 1], device=img.device)
-            x0 = torch.as_tensor(r[:, 0], device=img.device)
-            rows = (y0[:, None] + dy[None, :])[:, :, None]  # (B, th, 1)
-            cols = (x0[:, None] + dx[None, :])[:, None, :]  # (B, 1, tw)
-            tiles = img[rows, cols].unsqueeze(1).to(torch.float32)
+            views = [img[y0:y1, x0:x1] for x0, y0, x1, y1 in r.tolist()]
+            tiles = torch.stack(views).unsqueeze(1).to(torch.float32)
             yield TileBatch(tiles=tiles, offsets=r[:, :2].copy(), scene_hw=(h, w),
                             tile_index=np.arange(i0, i0 + len(r), dtype=np.int64),
                             n_tiles=len(rects), n_nonfinite=prepared.n_nonfinite)
