@@ -1,4 +1,4 @@
-"""Runtime contract: detector-spec resolution, ROS-parameter configs, streaming metrics."""
+"""Runtime library: detector-spec resolution, ROS-parameter configs, streaming metrics."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Scene detector: boxes back in scene coordinates, one report per target across seams,
-geometry contract, batched == unbatched; with the real CFAR and the trained default model."""
+geometry rules, batched == unbatched; with the real CFAR and the trained default model."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The one path from a SAR scene of any size to detections, shared by ``sar-atd detect``,
 ``sar-atd eval --tile`` and the ROS 2 detector node.
 
-Input geometry contract: the detector works at its training pixel spacing with the radar
+Input geometry: the detector works at its training pixel spacing with the radar
 at the bottom of the image (MSTAR convention; :class:`~sar_atd.models.metadata.ModelInfo`).
 A scene given with another ``pixel_spacing_m`` is resampled (8-bit rendering, area
 averaging when shrinking, bilinear when enlarging) and one with the radar on another side
