@@ -32,6 +32,7 @@ from sar_atd_training.quality.diagnosis import (
     matched_boxes,
     orientation_bin,
     sample_patchworks,
+    side_oracle_ap,
 )
 from sar_atd_training.quality.synthetic import sarbake_like_mask
 
@@ -188,6 +189,11 @@ def test_diagnosis_on_a_few_real_patchworks(mstar_chips: Path) -> None:
     d2 = diagnose(dset, perfect, "oracle")
     assert np.all(d2.iou == 1) and np.all(d2.err == 0)
     assert np.isfinite(matched_boxes(dset, perfect)).all()
+    # boxes 12 px too long on the far side only: fixing the far side alone restores AP70 = 1
+    shifted = [Detections(it.boxes - np.array([0, 12, 0, 0], np.float32),
+                          np.ones(len(it.boxes))) for it in dset.images]
+    oracle = side_oracle_ap(dset, shifted)
+    assert oracle["far"] == 1.0 and oracle["near"] == oracle["raw"] < 0.9
     held = chip_records(mstar_chips, "heldback")
     tune = chip_records(mstar_chips, "tune")
     assert not {r.image_path for r in held} & {r.image_path for r in tune}

@@ -47,7 +47,7 @@ from sar_atd_training.quality.boxes import (
 
 __all__ = ["HELD_BACK_PERCENT", "is_held_back", "chip_records", "TargetInfo", "DiagnosisSet",
            "sample_patchworks", "matched_boxes", "BoxDiagnosis", "diagnose", "format_diagnosis",
-           "ORIENTATION_BINS", "orientation_bin"]
+           "ORIENTATION_BINS", "orientation_bin", "side_oracle_ap"]
 
 HELD_BACK_PERCENT = 20
 """Share of the dev chips (percent) held back from every choice made on dev patchworks."""
@@ -178,6 +178,38 @@ def matched_boxes(dset: DiagnosisSet, preds: Sequence[Detections], min_iou: floa
             rows[res.matched_gt[k]] = p.boxes[k]
         out.append(rows)
     return np.concatenate(out) if out else np.zeros((0, 4))
+
+
+def side_oracle_ap(dset: DiagnosisSet, preds: Sequence[Detections], iou_threshold: float = 0.7,
+                   min_iou: float = 0.1) -> dict[str, float]:
+    """AP at ``iou_threshold`` with one box side of every matched prediction set exactly.
+
+    An upper bound per side: how much AP a perfect localisation of that side alone would
+    bring (matched as in :func:`matched_boxes`; unmatched predictions are left as they are).
+
+    Returns:
+        ``{"raw": AP, "far": AP with exact far sides, "near": ..., "left": ..., "right": ...}``.
+    """
+    from sar_atd.metrics import evaluate
+
+    gts = [it.boxes for it in dset.images]
+    matches = [match_detections(p.boxes, p.scores, g, min_iou)
+               for p, g in zip(preds, gts, strict=True)]
+
+    def ap(side_cols: tuple[int, ...]) -> float:
+        fixed = []
+        for p, g, r in zip(preds, gts, matches, strict=True):
+            b = p.boxes.copy()
+            k = np.nonzero(r.tp)[0]
+            for c in side_cols:
+                b[k, c] = g[r.matched_gt[k], c]
+            fixed.append(Detections(b, p.scores))
+        m = evaluate(fixed, gts, iou_thresholds=(iou_threshold,), ap_iou_thresholds=(0.5,))
+        return float(m[f"AP{int(round(iou_threshold * 100))}"])
+
+    out = {"raw": ap(())}
+    out.update({side: ap((c,)) for side, c in zip(SIDES, (1, 3, 0, 2), strict=True)})
+    return out
 
 
 ORIENTATION_BINS = ("long axis ~cross-range", "diagonal (/)", "long axis ~range",
