@@ -186,41 +186,54 @@ def _pids_of(module: str, domain_id: int) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-def test_killed_detector_is_restarted_and_the_gap_reported(tmp_path: Path) -> None:
-    """``sar-atd run``: the scene_detector killed mid-stream (SIGKILL) is restarted and
-    brought up again, the graph keeps running, and the evaluator's report accounts for
-    every scene: evaluated + missing = published, with the gap counted as missing."""
-    import os
-    import random
-    import threading
-
+def _moving_target_bag(path: Path, n: int, seed: int) -> None:
+    """``n`` 128 x 160 scenes at 1 Hz, one bright target moving 1 px per scene."""
     from sar_atd_ros.bag import BagScene, write_bag
-    from sar_atd_ros.runner import GraphOptions, run_graph
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     scenes = []
-    for i in range(40):
+    for i in range(n):
         a = rng.rayleigh(1.0, (128, 160)).astype(np.float32)
         a[40:52, 30 + i:55 + i] *= 8.0
         scenes.append(BagScene(f"s{i}", a, np.array([[30 + i, 40, 55 + i, 52]], np.float32)))
-    bag = tmp_path / "bag"
-    write_bag(scenes, bag, storage="mcap", rate_hz=1.0)  # 40 s: room for a slow restart
+    write_bag(scenes, path, storage="mcap", rate_hz=1.0)
+
+
+def _run_graph_in_thread(bag: Path, tmp_path: Path) -> tuple[Any, dict[str, Any], int]:
+    """``sar-atd run`` (CFAR, realtime) in a thread: (thread, result holder, domain id)."""
+    import random
+    import threading
+
+    from sar_atd_ros.runner import GraphOptions, run_graph
+
     domain = random.SystemRandom().randint(101, 200)
-    logs = tmp_path / "logs"
     opts = GraphOptions(bag=bag, detector="cfar", device="cpu", mode="realtime",
-                        report=tmp_path / "report", log_dir=logs, timeout_s=300,
+                        report=tmp_path / "report", log_dir=tmp_path / "logs", timeout_s=300,
                         overrides={"evaluator": {"report": {"drain_timeout_s": 5.0}}})
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
             result["out"] = run_graph(opts, domain_id=domain)
-        except Exception as err:  # reported by the main thread
+        except Exception as err:  # reported by the calling test
             result["err"] = err
 
     thread = threading.Thread(target=run)
     thread.start()
+    return thread, result, domain
+
+
+@pytest.mark.slow
+def test_killed_detector_is_restarted_and_the_gap_reported(tmp_path: Path) -> None:
+    """``sar-atd run``: the scene_detector killed mid-stream (SIGKILL) is restarted and
+    brought up again, the graph keeps running, and the evaluator's report accounts for
+    every scene: evaluated + missing = published, with the gap counted as missing."""
+    import os
+
+    bag = tmp_path / "bag"
+    _moving_target_bag(bag, 40, seed=3)  # 40 s at 1 Hz: room for a slow restart
+    thread, result, domain = _run_graph_in_thread(bag, tmp_path)
+    logs = tmp_path / "logs"
     log = logs / "scene_detector.log"
     t_end = time.monotonic() + 120
     while time.monotonic() < t_end and not (log.is_file()
@@ -250,35 +263,11 @@ def test_killed_evaluator_resumes_from_its_saved_state(tmp_path: Path) -> None:
     its final report accounts for every scene."""
     import os
     import pickle
-    import random
-    import threading
 
-    from sar_atd_ros.bag import BagScene, write_bag
-    from sar_atd_ros.runner import GraphOptions, run_graph
-
-    rng = np.random.default_rng(6)
-    scenes = []
-    for i in range(30):
-        a = rng.rayleigh(1.0, (128, 160)).astype(np.float32)
-        a[40:52, 30 + i:55 + i] *= 8.0
-        scenes.append(BagScene(f"s{i}", a, np.array([[30 + i, 40, 55 + i, 52]], np.float32)))
     bag = tmp_path / "bag"
-    write_bag(scenes, bag, storage="mcap", rate_hz=1.0)
-    domain = random.SystemRandom().randint(101, 200)
+    _moving_target_bag(bag, 30, seed=6)
+    thread, result, domain = _run_graph_in_thread(bag, tmp_path)
     report = tmp_path / "report"
-    opts = GraphOptions(bag=bag, detector="cfar", device="cpu", mode="realtime", report=report,
-                        log_dir=tmp_path / "logs", timeout_s=300,
-                        overrides={"evaluator": {"report": {"drain_timeout_s": 5.0}}})
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["out"] = run_graph(opts, domain_id=domain)
-        except Exception as err:  # reported by the main thread
-            result["err"] = err
-
-    thread = threading.Thread(target=run)
-    thread.start()
     state_file = report / "evaluator_state.pkl"
     n_before = 0
     t_end = time.monotonic() + 180
