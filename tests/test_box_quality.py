@@ -232,3 +232,32 @@ def test_synthetic_box_definitions_on_identical_images(plain_grass_config) -> No
     assert n >= 3 and len(sb.union) == len(sb.energy) == len(sb.returns) == n
     assert np.all(sb.side_offsets("union") >= 0)
     assert sb.side_offsets("returns").shape[1] == 4
+
+
+def test_training_can_start_from_trained_weights(tmp_path: Path) -> None:
+    """init_weights (fine-tuning): with a negligible learning rate the run's final weights are
+    the initial file's, not the recipe seed's fresh init (BatchNorm running statistics
+    aside); a file of another model is refused."""
+    from sar_atd.config import from_dict
+    from sar_atd.errors import CheckpointError
+    from sar_atd.models import build_detector, save_weights
+    from sar_atd.models.checkpoint import read_checkpoint
+    from sar_atd_training.trainer.config import TrainConfig
+    from sar_atd_training.trainer.train import train
+
+    kw = {"fpn_channels": 32}
+    torch.manual_seed(123)
+    start = build_detector("retinanet_r18_fpn", **kw)
+    save_weights(tmp_path / "start.pt", start, "retinanet_r18_fpn", kw)
+    base = dict(model="retinanet_r18_fpn", model_kwargs=kw, input_size=96, batch_size=2,
+                steps=1, lr=1e-12, warmup_steps=0, checkpoint_interval=1, log_interval=1,
+                fgsm_epsilon=0.0, val_images=0, val_patchworks=0,
+                data={"kind": "toy", "side_px": [12, 30]}, init_weights=tmp_path / "start.pt")
+    train(from_dict(TrainConfig, base), tmp_path / "run", progress=False)
+    final = read_checkpoint(tmp_path / "run" / "model_final.pt")["model"]
+    ref = start.state_dict()
+    weights = [k for k in ref if "running_" not in k and "num_batches" not in k]
+    assert all(torch.allclose(final[k].float(), ref[k].float(), atol=1e-3) for k in weights)
+    base["model"] = "retinanet_r50_fpn"
+    with pytest.raises(CheckpointError, match="init_weights"):
+        train(from_dict(TrainConfig, base), tmp_path / "run2", progress=False)

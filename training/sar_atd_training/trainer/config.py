@@ -25,6 +25,8 @@ class TrainConfig:
         model: registry name (:data:`sar_atd.models.MODELS`).
         model_kwargs: builder keyword arguments (anchors, norm, thresholds...).
         backbone_weights: local ImageNet backbone state dict, or None (from scratch).
+        init_weights: SAR-ATD detector weights (``.pt``, same model) to start from, i.e.
+            fine-tuning; None: from scratch (or ``backbone_weights``). Ignored on resume.
         input_size: side in pixels of the square training crops (native scale; the models
             are fully convolutional, so a model trained on 320 px crops runs on 640 px tiles).
         batch_size: images per optimizer step and process.
@@ -58,6 +60,7 @@ class TrainConfig:
     model: str = "retinanet_r18_fpn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_weights: Path | None = None
+    init_weights: Path | None = None
     input_size: int = 640
     batch_size: int = 2
     steps: int = 1000

@@ -300,6 +300,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False,
 
     model_kwargs = cfg.model_build_kwargs()
     raw_model = build_detector(cfg.model, **model_kwargs).to(device)
+    if cfg.init_weights is not None and not resume:  # fine-tuning: start from trained weights
+        from sar_atd.models.checkpoint import load_state, read_checkpoint
+
+        init = read_checkpoint(cfg.init_weights)
+        if init["model_name"] != cfg.model:
+            raise CheckpointError(f"init_weights {cfg.init_weights}: holds a "
+                                  f"{init['model_name']} model, the recipe trains {cfg.model}")
+        load_state(raw_model, init["model"], str(cfg.init_weights))
     optimizer = build_optimizer(raw_model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
