@@ -215,6 +215,9 @@ def test_box_quality_recipe_loads_with_its_changes() -> None:
     assert ov.box_mode == "support" and ov.render_gamma_range == (0.5, 2.0)
     model = build_detector(cfg.model, **cfg.model_build_kwargs())
     assert model.head.regression_head._loss_type == "giou"
+    ft = load_train_config(root / "training" / "configs" / "box_quality_finetune.yaml")
+    assert ft.init_weights is not None and ft.init_weights.name == "default.pt"
+    assert ft.data["overlay"]["box_mode"] == "support"
 
 
 def test_synthetic_box_definitions_on_identical_images(plain_grass_config) -> None:
