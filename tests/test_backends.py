@@ -295,3 +295,27 @@ def test_int8_calibration_tiles_come_from_the_recipe_pipeline(tmp_path) -> None:
     for b in batches:
         assert b.shape == (3, 1, 64, 64) and b.dtype == np.float32
         assert 0 <= b.min() and b.max() <= 255 and b.std() > 0
+
+
+def test_auto_backend_order_and_fallback(weights, onnx_model, tmp_path, caplog) -> None:
+    """``backend=auto`` tries TensorRT (CUDA only), then ONNX Runtime, then torch, among the
+    backends that read the file; it logs its choice and names every refusal."""
+    from sar_atd.runtime import auto_backends, resolve_detector
+
+    assert auto_backends("m.onnx", "cuda") == ["tensorrt", "onnxruntime"]
+    assert auto_backends("m.onnx", "cpu") == ["onnxruntime"]
+    assert auto_backends("m.engine", "cuda:0") == ["tensorrt"]
+    assert auto_backends("m.pt", "cuda") == ["torch"]
+    with caplog.at_level("INFO", logger="sar_atd.runtime"):
+        det, info = resolve_detector(str(onnx_model), backend="auto", device="cpu")
+    assert info["backend"] == "onnxruntime" and "chose onnxruntime" in caplog.text
+    _, info = resolve_detector(str(weights), backend="auto", device="cpu")
+    assert info["backend"] == "torch"
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(BackendError, match="no backend runs m.engine on cpu"):
+        resolve_detector(str(engine), backend="auto", device="cpu")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf")
+    with pytest.raises(BackendError, match="no backend could load .*onnxruntime"):
+        resolve_detector(str(bad), backend="auto", device="cpu")

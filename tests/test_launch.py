@@ -384,7 +384,8 @@ def test_params_file_loads_through_typed_configs(deployment: str) -> None:
 
 
 def test_deployment_files_differ_where_the_platform_does() -> None:
-    """cpu runs on the CPU, desktop_gpu and jetson_orin use TensorRT on CUDA, Jetson keeps
+    """cpu runs on the CPU, desktop_gpu and jetson_orin run on CUDA with backend auto
+    (TensorRT first, ONNX Runtime where TensorRT is missing), Jetson keeps
     smaller batches and a smaller scene limit than the desktop."""
     from sar_atd.config import DetectorRuntimeConfig, TilerConfig, load_ros_params
 
@@ -394,7 +395,8 @@ def test_deployment_files_differ_where_the_platform_does() -> None:
     til = {d: TilerConfig.from_params(p) for d, p in cfg.items()}
     assert det["cpu"].device == til["cpu"].device == "cpu"
     for d in ("desktop_gpu", "jetson_orin"):
-        assert det[d].backend == "tensorrt" and det[d].device == til[d].device == "cuda"
+        assert det[d].backend == "auto" and det[d].device == til[d].device == "cuda"
+        assert det[d].model.endswith(".onnx")
     assert til["jetson_orin"].batch_size < til["desktop_gpu"].batch_size
     assert (cfg["jetson_orin"]["node"]["max_scene_pixels"]
             < cfg["desktop_gpu"]["node"]["max_scene_pixels"])

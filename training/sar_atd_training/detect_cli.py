@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=int, default=128,
                    help="overlap of neighbouring tiles in pixels (default 128)")
     p.add_argument("--batch", type=int, default=8, help="tiles per inference call")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), default=None,
                    help="force a backend (default: from the model file suffix)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--score-threshold", type=float, default=None,

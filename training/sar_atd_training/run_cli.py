@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="as fast as the player can publish (drops are counted)")
     pace.add_argument("--realtime", action="store_const", const="realtime", dest="mode",
                       help="the bag's own timing")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--device", help="auto | cpu | cuda[:N]")
     p.add_argument("--layout", choices=("scene_detector", "split"), default="scene_detector",
                    help="one-process tiler+detector (default) or separate tiler and detector")

@@ -416,7 +416,9 @@ class DetectorRuntimeConfig(RosParamsMixin):
 
     Attributes:
         model: ``cfar``, ``cfar-os`` or a model file (``.pt``, ``.onnx``, ``.engine``).
-        backend: ``""`` (from the file suffix), ``torch``, ``onnxruntime`` or ``tensorrt``.
+        backend: ``""`` (from the file suffix), ``auto`` (TensorRT, then ONNX Runtime, then
+            torch: the first that runs the file here; the node logs its choice), ``torch``,
+            ``onnxruntime`` or ``tensorrt``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         score_threshold: lowest score the backend returns (keep low; the scene detector
             applies the reporting threshold).
@@ -436,8 +438,8 @@ class DetectorRuntimeConfig(RosParamsMixin):
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.backend not in ("", "torch", "onnxruntime", "tensorrt"):
-            raise ValueError(f"DetectorRuntimeConfig.backend must be '', 'torch', "
+        if self.backend not in ("", "auto", "torch", "onnxruntime", "tensorrt"):
+            raise ValueError(f"DetectorRuntimeConfig.backend must be '', 'auto', 'torch', "
                              f"'onnxruntime' or 'tensorrt', got {self.backend!r}")
         _check_device(self.device, "DetectorRuntimeConfig")
         if not 0 <= self.score_threshold <= 1:

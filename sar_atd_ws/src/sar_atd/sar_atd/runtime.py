@@ -6,6 +6,7 @@ used by ``sar-atd eval``, ``sar-atd detect``, the benchmarks and the ROS 2 detec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 from sar_atd.detectors.base import Detector
 from sar_atd.errors import BackendError
 
-__all__ = ["resolve_detector", "MODEL_SUFFIXES", "CFAR_SPECS", "is_neural_spec",
-           "resolve_device_name"]
+__all__ = ["resolve_detector", "MODEL_SUFFIXES", "CFAR_SPECS", "AUTO_ORDER", "is_neural_spec",
+           "resolve_device_name", "auto_backends"]
+
+log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES: dict[str, str] = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime",
                                   ".engine": "tensorrt", ".plan": "tensorrt"}
@@ -23,6 +26,26 @@ MODEL_SUFFIXES: dict[str, str] = {".pt": "torch", ".pth": "torch", ".onnx": "onn
 CFAR_SPECS: dict[str, str] = {"cfar": "ca", "cfar-ca": "ca", "ca-cfar": "ca",
                               "cfar-os": "os", "os-cfar": "os"}
 """CFAR detector names -> CFAR method."""
+
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch")
+"""Preference of ``backend="auto"``: the fastest backend that can run the file here."""
+
+_CAN_RUN: dict[str, tuple[str, ...]] = {
+    ".engine": ("tensorrt",), ".plan": ("tensorrt",),
+    ".onnx": ("tensorrt", "onnxruntime"),
+    ".pt": ("torch",), ".pth": ("torch",)}
+"""Model file suffix -> backends that read that file directly (a ``.pt`` needs
+``sar-atd export`` before ONNX Runtime or TensorRT can run it)."""
+
+
+def auto_backends(path: str | Path, device: str) -> list[str]:
+    """Backends ``auto`` tries for ``path`` on ``device``, in :data:`AUTO_ORDER`.
+
+    TensorRT is tried only on a CUDA device; the others are tried wherever they read the file.
+    """
+    can = _CAN_RUN.get(Path(path).suffix.lower(), ())
+    on_gpu = str(device).startswith("cuda")
+    return [b for b in AUTO_ORDER if b in can and (b != "tensorrt" or on_gpu)]
 
 
 def is_neural_spec(spec: str) -> bool:
@@ -57,7 +80,9 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
         score_threshold: lowest score the model backends return, in [0, 1] (keep low so
             PR curves are complete). Ignored by CFAR (its scores are unbounded).
         backend: force ``torch`` | ``onnxruntime`` | ``tensorrt`` (e.g. TensorRT on a
-            ``.onnx`` file); None: by suffix.
+            ``.onnx`` file); ``auto``: the first of TensorRT, ONNX Runtime, torch that can
+            run the file on ``device`` and loads (each refusal is logged, the choice too);
+            None or ``""``: by suffix.
         **backend_kw: backend options (``threads``, ``precision``, ``cache_dir``...).
 
     Returns:
@@ -91,9 +116,29 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
     device = resolve_device_name(device)
     from sar_atd.backends import load_detector
 
-    chosen = backend or MODEL_SUFFIXES[suffix]
-    det = load_detector(path, device=device, score_threshold=score_threshold,
-                        backend=chosen, **backend_kw)
+    if backend == "auto":
+        candidates = auto_backends(path, device)
+        if not candidates:
+            raise BackendError(f"backend auto: no backend runs {path.name} on {device} "
+                               "(a .engine file needs TensorRT on a CUDA device)")
+        reasons: list[str] = []
+        for chosen in candidates:
+            try:
+                det = load_detector(path, device=device, score_threshold=score_threshold,
+                                    backend=chosen, **backend_kw)
+            except BackendError as err:
+                log.warning("backend auto: %s unavailable for %s: %s", chosen, path.name, err)
+                reasons.append(f"{chosen}: {err}")
+                continue
+            log.info("backend auto: chose %s for %s on %s", chosen, path.name, device)
+            break
+        else:
+            raise BackendError(f"backend auto: no backend could load {path}: "
+                               + "; ".join(reasons))
+    else:
+        chosen = backend or MODEL_SUFFIXES[suffix]
+        det = load_detector(path, device=device, score_threshold=score_threshold,
+                            backend=chosen, **backend_kw)
     if not getattr(det, "name", None):
         det.name = path.stem
     info = getattr(det, "model_info", None)
