@@ -81,7 +81,7 @@ def test_segmenter_loss_falls_in_a_few_steps() -> None:
 def test_checkpoint_round_trip_and_any_chip_size(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = UNet(UNetConfig(channels=(4, 8, 16)))
-    path = save_segmenter(tmp_path / "seg.pt", model, {"note": "x"})
+    path = save_segmenter(tmp_path / "seg.pt", model, {"torch": torch.__version__})
     seg = Segmenter.load(path)
     im = np.random.default_rng(0).integers(0, 255, (37, 45), dtype=np.uint8)
     ref = Segmenter(model.eval()).predict_proba([im])[0]

@@ -176,8 +176,12 @@ class Segmenter:
 
 def save_segmenter(path: str | Path, model: UNet, meta: dict[str, Any]) -> Path:
     """Write a segmenter checkpoint atomically (weights, architecture, metadata)."""
+    import json
+
     from sar_atd.atomic import atomic_path
 
+    # plain JSON types only, so the file loads with torch.load(weights_only=True)
+    meta = json.loads(json.dumps(meta, default=str))
     ck = {"format": CHECKPOINT_FORMAT,
           "unet": {"channels": list(model.config.channels),
                    "deep_supervision": model.config.deep_supervision,

@@ -201,7 +201,7 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
                            "threads": torch.get_num_threads(),
                            "cuda": torch.cuda.get_device_name(0)
                            if dev.type == "cuda" else None},
-              "torch": torch.__version__, "label_shares": frac.tolist(),
+              "torch": str(torch.__version__), "label_shares": frac.tolist(),
               "loss_first_50": float(np.mean(losses[:50])),
               "loss_last_50": float(np.mean(losses[-50:])),
               "loss_curve": [float(np.mean(losses[i:i + 10]))
