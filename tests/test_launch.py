@@ -497,3 +497,17 @@ def test_rendering_is_the_same_in_every_node_and_as_default(deployment: str) -> 
     for node in ("scene_detector", "tiler", "detector", "multi_scene_detector"):
         cfg = TilerConfig.from_params(load_ros_params(PARAMS / f"{deployment}.yaml", node))
         assert [getattr(cfg, k) for k in keys] == [getattr(ref, k) for k in keys], node
+
+
+def test_default_rendering_is_the_default_model_record() -> None:
+    """The parameter files render float scenes exactly as models/default.pt records, so the
+    node graph and ``sar-atd detect`` / ``eval --tile`` (which follow the model file) agree."""
+    from sar_atd.config import TilerConfig, load_ros_params
+    from sar_atd.runtime import resolve_detector
+
+    model = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+    info = resolve_detector(str(model))[1]["model_info"]
+    cfg = TilerConfig.from_params(load_ros_params(PARAMS / "default.yaml", "scene_detector"))
+    assert cfg.render == "config"
+    for key, value in info["render"].items():
+        assert getattr(cfg, key) == pytest.approx(value), key
