@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    from benchmarks.common import detector_specs
     from sar_atd_training.paths import MISSING_DATA_MESSAGE, mstar_chips_dir
 
     chips = mstar_chips_dir()
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIPPED: {MISSING_DATA_MESSAGE}")
         return 0
 
-    from pathlib import Path
 
     from sar_atd.detectors.base import Detections
     from sar_atd.metrics import evaluate
@@ -59,14 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from sar_atd_training.quality.diagnosis import chip_records, diagnose, sample_patchworks
     from sar_atd_training.quality.renderings import rendering
 
-    specs = [] if args.no_cfar else ["cfar"]
-    if args.detector is None:
-        default = Path(__file__).resolve().parents[1] / "models" / "default.pt"
-        specs += [str(default)] if default.is_file() else []
-    else:
-        specs += args.detector
-    if not specs:
-        parser.error("nothing to run: give --detector or drop --no-cfar")
+    specs = detector_specs(parser, args.detector, args.no_cfar)
     try:
         render = rendering(args.rendering) if args.rendering else None
     except ValueError as err:

@@ -206,13 +206,20 @@ def stamp_ns(stamp: Any) -> int:
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """``rclpy.init`` -> build the node -> spin until shutdown or Ctrl-C -> clean up.
 
+    A native crash (segmentation fault) dumps the Python stacks to stderr (``faulthandler``).
+
     A bad parameter, a missing model or unreadable bag at start-up is reported as ONE line
     on stderr (``<name>: error: ...``) and exit code 2 (configuration) or 1 (runtime); the
     node's own ``finish()`` (when defined) runs before shutdown (reports are written there).
     """
+    import faulthandler
+
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    # a crash in native code (DDS, rcl) leaves the Python stack of every thread on stderr,
+    # i.e. in the node's log, instead of a bare exit code
+    faulthandler.enable()
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(levelname)s %(message)s")
     try:
         rclpy.init(args=args if args is not None else sys.argv)

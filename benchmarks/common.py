@@ -1,0 +1,22 @@
+"""Pieces shared by the benchmark commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+
+
+def detector_specs(parser: argparse.ArgumentParser, detectors: list[str] | None,
+                   no_cfar: bool) -> list[str]:
+    """CA-CFAR (unless ``no_cfar``) followed by ``detectors``, or by the committed default
+    model when none is given; a usage error when that leaves nothing to run."""
+    specs = [] if no_cfar else ["cfar"]
+    if detectors is None:
+        specs += [str(DEFAULT_MODEL)] if DEFAULT_MODEL.is_file() else []
+    else:
+        specs += detectors
+    if not specs:
+        parser.error("nothing to run: give --detector or drop --no-cfar")
+    return specs
