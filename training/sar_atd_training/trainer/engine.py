@@ -137,7 +137,7 @@ def evaluate(model: nn.Module, images: list[np.ndarray], gts: list[np.ndarray],
              device: torch.device, score_threshold: float = 0.01,
              iou_thresholds: tuple[float, ...] = (0.25, 0.5)) -> dict[str, Any]:
     """AP figures of ``model`` on (images, ground-truth boxes) with the shared metrics."""
-    from sar_atd.metrics import evaluate as evaluate_detections  # lazy: metrics engineer's
+    from sar_atd.metrics import evaluate as evaluate_detections  # lazy import
 
     t0 = time.perf_counter()
     preds = predict(model, images, device, score_threshold)
