@@ -117,6 +117,7 @@ def test_streaming_accumulator_equals_evaluate(method: str) -> None:
             assert _same(acc.compute(), evaluate(preds[:5], gts[:5], (0.25, 0.5, 0.7),
                                                  method=method))
     assert _same(acc.compute(), evaluate(preds, gts, (0.25, 0.5, 0.7), method=method))
+    assert acc.compute() is acc.compute()  # kept until the next update
     assert acc.nbytes() < 20_000
 
 

@@ -51,6 +51,7 @@ class MetricAccumulator:
         self._ious: list[np.ndarray] = []
         self.n_gt = 0
         self.n_pred = 0
+        self._cache: dict | None = None
 
     @property
     def n_images(self) -> int:
@@ -69,14 +70,22 @@ class MetricAccumulator:
         self._ious.append(box_iou(b, g))
         self.n_gt += len(g)
         self.n_pred += len(b)
+        self._cache = None
 
     def compute(self) -> dict:
-        """Metrics of every image so far (the dict of :func:`sar_atd.metrics.evaluate`)."""
-        prep = _Prepared(scores=list(self._scores),
-                         orders=[score_order(s) for s in self._scores],
-                         ious=list(self._ious), n_gt=self.n_gt, n_pred=self.n_pred)
-        return evaluate_prepared(prep, self.n_images, self.iou_thresholds,
-                                 self.ap_iou_thresholds, self.method)
+        """Metrics of every image so far (the dict of :func:`sar_atd.metrics.evaluate`).
+
+        The result is kept until the next :meth:`update`, so callers that report
+        periodically (a node's metrics topic and diagnostics) pay for new images only;
+        treat the returned dict as read-only.
+        """
+        if self._cache is None:
+            prep = _Prepared(scores=list(self._scores),
+                             orders=[score_order(s) for s in self._scores],
+                             ious=list(self._ious), n_gt=self.n_gt, n_pred=self.n_pred)
+            self._cache = evaluate_prepared(prep, self.n_images, self.iou_thresholds,
+                                            self.ap_iou_thresholds, self.method)
+        return self._cache
 
     def nbytes(self) -> int:
         """Bytes held by the per-image records."""
