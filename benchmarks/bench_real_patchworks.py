@@ -32,11 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from sar_atd_training.paths import MISSING_DATA_MESSAGE, mstar_chips_dir
+    from benchmarks.common import real_chips_or_none
 
-    chips = mstar_chips_dir()
+    chips = real_chips_or_none()
     if chips is None:
-        print(f"SKIPPED: {MISSING_DATA_MESSAGE}")
         return 0
 
     from sar_atd_training.evaluation.dataset import load_eval_dataset

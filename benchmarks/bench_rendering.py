@@ -41,12 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from benchmarks.common import detector_specs
-    from sar_atd_training.paths import MISSING_DATA_MESSAGE, mstar_chips_dir
-
-    chips = mstar_chips_dir()
+    from benchmarks.common import detector_specs, real_chips_or_none
+    chips = real_chips_or_none()
     if chips is None:
-        print(f"SKIPPED: {MISSING_DATA_MESSAGE}")
         return 0
 
 

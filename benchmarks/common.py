@@ -20,3 +20,13 @@ def detector_specs(parser: argparse.ArgumentParser, detectors: list[str] | None,
     if not specs:
         parser.error("nothing to run: give --detector or drop --no-cfar")
     return specs
+
+
+def real_chips_or_none() -> Path | None:
+    """The real MSTAR chips folder, or None after printing why the benchmark is skipped."""
+    from sar_atd_training.paths import MISSING_DATA_MESSAGE, mstar_chips_dir
+
+    chips = mstar_chips_dir()
+    if chips is None:
+        print(f"SKIPPED: {MISSING_DATA_MESSAGE}")
+    return chips
