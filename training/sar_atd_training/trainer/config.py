@@ -38,8 +38,19 @@ class TrainConfig:
         min_lr_factor: end of the cosine as a fraction of ``lr``.
         milestones, gamma: multistep decay points (fractions of ``steps``) and factor.
         grad_clip_norm: clip the global gradient norm (None: no clipping).
-        fgsm_epsilon: FGSM step in 8-bit grey levels (0 disables adversarial training).
-        fgsm_fraction: share of each batch replaced by its adversarial version.
+        fgsm_epsilon: budget of each adversarial sample in 8-bit grey levels (the FGSM step,
+            or the PGD L-inf radius); 0 disables adversarial training unless
+            ``adv_epsilons`` is set.
+        fgsm_fraction: share of each batch replaced by its adversarial version (either method).
+        adv_method: ``fgsm`` (one signed-gradient step, the paper's recipe) or ``pgd``
+            (``adv_steps`` projected steps from a random start in the ball, Madry et al. 2018;
+            the PGD sample is rounded to whole grey levels, a valid uint8 image).
+        adv_steps: PGD iterations (ignored by FGSM).
+        adv_step_size: PGD step in grey levels (None: ``2.5 * epsilon / adv_steps``).
+        adv_random_start: PGD starts from a uniform point in the ball (else from the image).
+        adv_epsilons: when non-empty, each adversarial sample draws its budget uniformly from
+            this list (grey levels) instead of using ``fgsm_epsilon``: one recipe covers
+            several attack strengths.
         amp: mixed precision (float16 autocast + GradScaler), used on CUDA only.
         seed: seed of the model init, the data stream and the FGSM sample choice.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
@@ -77,6 +88,11 @@ class TrainConfig:
     grad_clip_norm: float | None = 10.0
     fgsm_epsilon: float = 2.0
     fgsm_fraction: float = 0.5
+    adv_method: Literal["fgsm", "pgd"] = "fgsm"
+    adv_steps: int = 7
+    adv_step_size: float | None = None
+    adv_random_start: bool = True
+    adv_epsilons: tuple[float, ...] = ()
     amp: bool = True
     seed: int = 0
     device: str = "auto"
@@ -106,6 +122,13 @@ class TrainConfig:
                                             f"got {self.fgsm_epsilon}"),
             (0 <= self.fgsm_fraction <= 1, f"fgsm_fraction must be in [0, 1], "
                                            f"got {self.fgsm_fraction}"),
+            (self.adv_method in ("fgsm", "pgd"), f"adv_method must be 'fgsm' or 'pgd', "
+                                                 f"got {self.adv_method!r}"),
+            (self.adv_steps >= 1, f"adv_steps must be >= 1, got {self.adv_steps}"),
+            (self.adv_step_size is None or self.adv_step_size > 0,
+             f"adv_step_size must be > 0 or null, got {self.adv_step_size}"),
+            (all(0 <= e <= 255 for e in self.adv_epsilons),
+             f"adv_epsilons (8-bit units) must be in [0, 255], got {list(self.adv_epsilons)}"),
             (self.log_interval >= 1, "log_interval must be >= 1"),
             (self.checkpoint_interval >= 1, "checkpoint_interval must be >= 1"),
             (self.val_interval >= 0, "val_interval must be >= 0"),
@@ -118,6 +141,12 @@ class TrainConfig:
                 raise ValueError(msg)
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether training replaces part of each batch with adversarial samples."""
+        budget = max(self.adv_epsilons) if self.adv_epsilons else self.fgsm_epsilon
+        return budget > 0 and self.fgsm_fraction > 0
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` at optimizer step ``step`` (0-based)."""

@@ -21,7 +21,7 @@ from torch import nn
 
 from sar_atd_training.trainer.config import TrainConfig
 from sar_atd_training.trainer.data import DataStream
-from sar_atd_training.trainer.fgsm import fgsm_perturb
+from sar_atd_training.trainer.fgsm import fgsm_perturb, pgd_perturb
 from sar_atd_training.trainer.utils import DistInfo, MetricLogger, all_reduce_mean
 
 log = logging.getLogger("sar_atd_training.trainer")
@@ -40,6 +40,44 @@ def adversarial_indices(batch: int, fraction: float, gen: torch.Generator) -> li
     return sorted(torch.randperm(batch, generator=gen)[:n].tolist()) if n else []
 
 
+def adversarial_batch(raw_model: nn.Module, xs: list[torch.Tensor],
+                      ts: list[dict[str, Any]], cfg: TrainConfig, gen: torch.Generator,
+                      autocast: Any = None) -> int:
+    """Replace ``fgsm_fraction`` of ``xs`` (in place) by adversarial versions; returns how
+    many.
+
+    The samples, their budgets (``adv_epsilons`` drawn uniformly, else ``fgsm_epsilon``) and
+    the PGD random starts are all drawn from ``gen`` (a function of seed, rank and step), so
+    a resumed run draws exactly what the uninterrupted one drew.
+    """
+    if not cfg.adversarial:
+        return 0
+    idx = adversarial_indices(len(xs), cfg.fgsm_fraction, gen)
+    if not idx:
+        return 0
+    if cfg.adv_epsilons:
+        pick = torch.randint(len(cfg.adv_epsilons), (len(idx),), generator=gen).tolist()
+        eps = [float(cfg.adv_epsilons[k]) for k in pick]
+    else:
+        eps = [float(cfg.fgsm_epsilon)] * len(idx)
+    sub_x, sub_t = [xs[i] for i in idx], [ts[i] for i in idx]
+    if cfg.adv_method == "pgd":
+        adv = pgd_perturb(raw_model, sub_x, sub_t, eps, cfg.adv_steps, cfg.adv_step_size,
+                          cfg.adv_random_start, gen, autocast)
+    elif len(set(eps)) == 1:
+        adv = fgsm_perturb(raw_model, sub_x, sub_t, eps[0], autocast)
+    else:  # one FGSM pass per budget
+        adv = list(sub_x)
+        for e in sorted(set(eps)):
+            js = [j for j, ej in enumerate(eps) if ej == e]
+            for j, a in zip(js, fgsm_perturb(raw_model, [sub_x[j] for j in js],
+                                             [sub_t[j] for j in js], e, autocast)):
+                adv[j] = a
+    for i, a in zip(idx, adv):
+        xs[i] = a
+    return len(idx)
+
+
 def to_device(images: list[torch.Tensor], targets: list[dict[str, Any]],
               device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """uint8 (H, W) images -> float (1, H, W) in 8-bit units on ``device``; targets too."""
@@ -56,10 +94,11 @@ def train_one_epoch(model: nn.Module, raw_model: nn.Module, optimizer: torch.opt
                     progress: Any = None) -> MetricLogger:
     """Run optimizer steps ``start_step .. end_step - 1``.
 
-    Each step: next batch; FGSM on ``fgsm_fraction`` of it (``raw_model``, BatchNorm stats
-    untouched); forward/backward of the mixed batch through ``model`` (DDP wrapper when
-    distributed); gradient clipping; SGD step; scheduler step. ``on_step(step, row)`` gets
-    every step's scalars (rank-0 logging). Raises FloatingPointError on a non-finite loss.
+    Each step: next batch; FGSM or PGD on ``fgsm_fraction`` of it (:func:`adversarial_batch`
+    with ``raw_model``, BatchNorm stats untouched); forward/backward of the mixed batch
+    through ``model`` (DDP wrapper when distributed); gradient clipping; SGD step; scheduler
+    step. ``on_step(step, row)`` gets every step's scalars (rank-0 logging). Raises
+    FloatingPointError on a non-finite loss.
     """
     model.train()
     meters = MetricLogger()
@@ -71,16 +110,8 @@ def train_one_epoch(model: nn.Module, raw_model: nn.Module, optimizer: torch.opt
         images, targets = stream.next()
         xs, ts = to_device(images, targets, device)
         t_data = time.perf_counter() - t0
-        n_adv = 0
-        if cfg.fgsm_epsilon > 0 and cfg.fgsm_fraction > 0:
-            idx = adversarial_indices(len(xs), cfg.fgsm_fraction,
-                                      step_generator(cfg.seed, dist.rank, step))
-            if idx:
-                adv = fgsm_perturb(raw_model, [xs[i] for i in idx], [ts[i] for i in idx],
-                                   cfg.fgsm_epsilon, autocast)
-                for i, a in zip(idx, adv):
-                    xs[i] = a
-                n_adv = len(idx)
+        n_adv = adversarial_batch(raw_model, xs, ts, cfg,
+                                  step_generator(cfg.seed, dist.rank, step), autocast)
         ctx = autocast() if autocast is not None else contextlib.nullcontext()
         with ctx:
             loss_dict = model(xs, ts)

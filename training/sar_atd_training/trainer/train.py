@@ -87,12 +87,17 @@ def check_resume_recipe(stored: dict[str, Any], new: dict[str, Any], where: Path
                         ) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume whose recipe differs from the stored one beyond the safe keys.
 
+    A top-level key missing from the stored recipe (added to :class:`TrainConfig` after
+    that run started) counts as its default value, so older runs stay resumable.
+
     Returns:
         The accepted (safe) differences.
 
     Raises:
         RunFolderError: listing every differing key that is not in :data:`SAFE_RESUME_KEYS`.
     """
+    defaults = to_dict(TrainConfig())
+    stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
     diff = recipe_differences(stored, new)
     unsafe = {k: v for k, v in diff.items() if k.split(".")[0] not in SAFE_RESUME_KEYS}
     if unsafe:
