@@ -264,3 +264,32 @@ def test_training_can_start_from_trained_weights(tmp_path: Path) -> None:
     base["model"] = "retinanet_r50_fpn"
     with pytest.raises(CheckpointError, match="init_weights"):
         train(from_dict(TrainConfig, base), tmp_path / "run2", progress=False)
+
+
+def test_default_v2_recipe_and_its_training_split() -> None:
+    """The second default's recipe fine-tunes the first with GIoU, support boxes, OOD hard
+    negatives and a hard-stretch-wide rendering range; ``split_seed`` keeps every held-out
+    record (targets, trees, houses) out of training and keeps every training record."""
+    from sar_atd.config import from_dict
+    from sar_atd_training.overlay import OverlayConfig
+    from sar_atd_training.overlay.splits import make_split
+    from sar_atd_training.overlay.toybank import make_toy_bank
+    from sar_atd_training.trainer.config import load_train_config
+    from sar_atd_training.trainer.data import check_data_section, split_training_records
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_train_config(root / "training" / "configs" / "default_v2.yaml")
+    assert cfg.init_weights is not None and cfg.init_weights.name == "default.pt"
+    assert cfg.model_build_kwargs()["box_loss"] == "giou" and cfg.fgsm_epsilon > 0
+    check_data_section(cfg.data)
+    ov = from_dict(OverlayConfig, cfg.data["overlay"], where="data.overlay")
+    assert ov.box_mode == "support" and ov.ood_per_image[1] >= 1
+    assert ov.render_ref_level_range[1] >= 118 and ov.render_black_quantile_range[1] >= 0.02
+    bank = make_toy_bank(azimuths_deg=tuple(float(a) for a in range(0, 360, 10)), ood=True)
+    targets, ood = split_training_records(bank, cfg.data["split_seed"])
+    split = make_split(bank, seed=cfg.data["split_seed"])
+    test = set(split.test_records.tolist())
+    assert test and not (set(targets.tolist()) | set(ood.tolist())) & test
+    assert len(targets) + len(ood) == len(split.train_records)
+    assert {bank.records[int(i)].kind for i in ood} == {"tree", "house"}
+    assert {bank.records[int(i)].kind for i in targets} == {"target"}

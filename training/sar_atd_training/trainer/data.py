@@ -103,6 +103,16 @@ def toy_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     return lambda seed: ToyDataset(cfg, seed)
 
 
+def split_training_records(bank: Any, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training records of the bank's azimuth-sector split with seed ``split_seed``:
+    ``(targets, ood)`` int64 record indices ('target' records; 'tree'/'house' records)."""
+    from sar_atd_training.overlay.splits import make_split
+
+    train = np.asarray(make_split(bank, seed=split_seed).train_records, np.int64)
+    kinds = np.array([bank.records[int(i)].kind for i in train])
+    return train[kinds == "target"], train[np.isin(kinds, ("tree", "house"))]
+
+
 def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     """The real recipe: :class:`sar_atd_training.overlay.OverlayDataset`.
 
@@ -110,8 +120,11 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     simulated on the fly), ``backgrounds`` (folder of MSTAR clutter files / images; null:
     ``generated_backgrounds`` scenes of generated clutter seeded with ``background_seed``),
     ``overlay`` (the :class:`OverlayConfig` mapping; ``image_size`` defaults to the recipe's
-    ``input_size``), ``generation_batch`` (images generated per pipeline call) and
-    ``device`` (where generation runs).
+    ``input_size``), ``generation_batch`` (images generated per pipeline call),
+    ``device`` (where generation runs) and ``split_seed`` (null: every bank record; an int:
+    only the training records of :func:`sar_atd_training.overlay.splits.make_split` with that
+    seed, targets and OOD objects alike, so the held-out azimuth sectors that ``sar-atd
+    testset build`` draws from stay unseen).
     """
     from sar_atd_training import overlay  # lazy: heavy
     from sar_atd_training.clutter import BackgroundSet, ClutterConfig
@@ -128,6 +141,12 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
         from sar_atd_training.overlay import toybank
 
         bank = toybank.simulated_bank()
+    records: Any = None
+    ood: Any = None
+    if data.get("split_seed") is not None:
+        records, ood = split_training_records(bank, int(data["split_seed"]))
+        log.info("split %d: %d target and %d OOD training records", int(data["split_seed"]),
+                 records.size, ood.size)
     if data.get("backgrounds"):
         backgrounds = BackgroundSet.from_folder(data["backgrounds"])
     else:
@@ -141,7 +160,8 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     device = data.get("device", "cpu")
     batch = int(data.get("generation_batch", 8))
     return lambda seed: overlay.OverlayDataset(cfg, bank, backgrounds, seed, device=device,
-                                               batch_size=batch)
+                                               batch_size=batch, record_indices=records,
+                                               ood_indices=ood)
 
 
 # data.kind -> builder of a dataset factory. Explicit registry (unknown kind -> ValueError).
@@ -154,7 +174,8 @@ DATASETS: dict[str, Callable[[dict[str, Any], int], DatasetFactory]] = {
 # data.kind -> keys its section accepts (checked before any work starts).
 DATA_KEYS: dict[str, frozenset[str]] = {
     "overlay": frozenset({"kind", "bank", "backgrounds", "generated_backgrounds",
-                          "background_seed", "overlay", "generation_batch", "device"}),
+                          "background_seed", "overlay", "generation_batch", "device",
+                          "split_seed"}),
     "toy": frozenset({"kind", *ToyConfig.__dataclass_fields__}),
 }
 
