@@ -15,7 +15,8 @@ import sys
 import time
 
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
-              "box_diagnosis", "box_refine", "rendering", "training", "streaming", "runtime",
+              "box_diagnosis", "box_refine", "box_default",
+              "rendering", "training", "streaming", "runtime",
               "deployment")
 
 

@@ -293,3 +293,19 @@ def test_default_v2_recipe_and_its_training_split() -> None:
     assert len(targets) + len(ood) == len(split.train_records)
     assert {bank.records[int(i)].kind for i in ood} == {"tree", "house"}
     assert {bank.records[int(i)].kind for i in targets} == {"target"}
+
+
+def test_candidate_benchmark_on_a_few_real_patchworks(mstar_chips: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """bench_box_default prints one row per detector (CFAR beside the model) with the dev,
+    held-back and hard-stretch APs; an --ood folder without ood.json is a usage error."""
+    from benchmarks.bench_box_default import main
+
+    assert main(["--n", "1", "--n-heldback", "1", "--n-stretch", "1"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    assert len(rows) == 3 and rows[1].startswith("| CFAR-CA |") and "default.pt" in rows[2]
+    aps = [float(v) for v in rows[2].split("|")[2].split("/")]
+    assert len(aps) == 3 and 0.0 <= aps[2] <= aps[1] <= aps[0] <= 1.0
+    with pytest.raises(SystemExit) as exc:
+        main(["--n", "1", "--ood", str(tmp_path)])
+    assert exc.value.code == 2
