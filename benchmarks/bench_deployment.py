@@ -9,28 +9,34 @@ Rayleigh clutter, 8 bright targets; float32 amplitude scenes of ``--size`` px):
 
 * **overload**: the sustainable rate R is measured first (lossless replay: one scene in
   flight); then ``--scenes`` scenes are sent at 2 R (fixed rate, keep-last QoS on
-  ``scene``): share of scenes dropped, latency p50/p99 of the processed ones (bounded: no
-  backlog grows) and unaccounted scenes (published - evaluated - missing; must be 0);
+  ``scene``, bounded drop-oldest queue in the detector): share of scenes dropped, with
+  the reasons the evaluator gives every scene not evaluated (dropped for overload,
+  rejected, lost in transport...), latency p50/p99 of the processed ones (bounded: no
+  backlog grows) and unaccounted scenes (missing scenes without a reason; must be 0);
 * **faults**: the same good scenes with malformed scenes mixed in (wrong encoding, zero
   size, step x height != data, absurd dimensions, above ``max_scene_pixels``; each with
   ground truth so it counts as sent): every malformed one rejected (one log line each in
   the detector's log) and counted as not evaluated, and AP25/AP50 of the good ones equal
   to a clean run's;
-* **soak**: a looped bag at ~0.8 R for ``--soak-s`` seconds: the detector process's RSS
-  after a 60 s warm-up vs at the end (goal: growth <= 5 %), restarts (crashes), and
+* **soak**: a looped bag at ``--soak-load`` x R (default 1.5: sustained overload) for
+  ``--soak-s`` seconds: the detector's and the evaluator's RSS after a 60 s warm-up vs at
+  the end (goal: growth <= 5 %), restarts (crashes), drops with their reasons, latency
+  p50/p99 overall and per quarter of the run (a backlog shows as rising quarters), and
   unaccounted scenes;
 * **streams**: 1, 2 and 4 streams (namespaces) through one ``multi_scene_detector``
   (tiles batched across streams) vs one ``scene_detector`` process per stream: rounds of
   one scene per stream are published and timed until every stream's detections arrived
   (scenes/s over ``--rounds`` rounds after one warm-up round).
 
-Figures are of this machine (CPU, no GPU here) and are printed, never assumed.
+Figures are of this machine (CPU, no GPU here) and are printed, never assumed; the load
+average of the machine while each part ran is printed beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
 import tempfile
 import threading
@@ -131,8 +137,24 @@ def run(bag: Path, work: Path, detector: str, mode: str, tag: str,
 
 
 def accounted(s: dict[str, Any]) -> int:
-    """Scenes neither evaluated nor counted missing (must be 0)."""
-    return int(s["scenes_published"]) - int(s["scenes_evaluated"]) - int(s["scenes_missing"])
+    """Scenes neither evaluated nor given a reason for missing (must be 0)."""
+    flow = s.get("scenes_missing_by_reason")
+    if flow is None:  # no detector-side counters reached the evaluator: no reasons
+        return int(s["scenes_missing"])
+    return int(flow["unaccounted"]) + (int(s["scenes_published"]) - int(s["scenes_evaluated"])
+                                       - int(s["scenes_missing"]))
+
+
+def reasons(s: dict[str, Any]) -> str:
+    """The evaluator's reasons for the scenes not evaluated, e.g. ``dropped_overload 8``."""
+    flow = s.get("scenes_missing_by_reason") or {}
+    return ", ".join(f"{k} {v}" for k, v in flow.items()
+                     if v and k not in ("missing", "unaccounted")) or "-"
+
+
+def load() -> str:
+    """The machine's 1/5/15-minute load averages (other jobs share this CPU)."""
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def overload(work: Path, detector: str, size: int, n: int) -> float:
@@ -141,18 +163,20 @@ def overload(work: Path, detector: str, size: int, n: int) -> float:
     make_bag(bag, n, size)
     base = run(bag, work, detector, "lossless", "sustainable")["summary"]
     rate = float(base["scenes_per_s"])
+    load0 = load()
     over = run(bag, work, detector, "realtime", "overload",
                player={"rate_hz": 2 * rate})["summary"]
-    print(f"\noverload ({n} scenes of {size} x {size} float32, detector {detector}):")
-    print("| input | scenes/s in | processed | dropped (share) | latency p50 / p99 ms | "
-          "unaccounted |")
-    print("|---|---|---|---|---|---|")
+    print(f"\noverload ({n} scenes of {size} x {size} float32, detector {detector}; load "
+          f"average before/after the 2x run {load0} / {load()}, nproc {os.cpu_count()}):")
+    print("| input | scenes/s in | processed | not evaluated (share) | reasons | "
+          "latency p50 / p99 ms | unaccounted |")
+    print("|---|---|---|---|---|---|---|")
     for name, s, r_in in (("lossless (sustainable)", base, rate), ("2x sustainable", over,
                                                                     2 * rate)):
         drop = s["scenes_missing"] / max(1, s["scenes_published"])
         print(f"| {name} | {r_in:.2f} | {s['scenes_evaluated']} | {s['scenes_missing']} "
-              f"({drop:.0%}) | {s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} | "
-              f"{accounted(s)} |")
+              f"({drop:.0%}) | {reasons(s)} | {s['latency_p50_ms']:.0f} / "
+              f"{s['latency_p99_ms']:.0f} | {accounted(s)} |")
     return rate
 
 
@@ -190,8 +214,8 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def detector_pid(domain: int) -> int | None:
-    """PID of the scene_detector process of the run on ``domain`` (started by this run)."""
+def detector_pid(domain: int, module: str = DETECTOR_MODULE) -> int | None:
+    """PID of the ``module`` node process of the run on ``domain`` (started by this run)."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -200,50 +224,66 @@ def detector_pid(domain: int) -> int | None:
             env = (d / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if DETECTOR_MODULE.encode() in cmd and f"ROS_DOMAIN_ID={domain}".encode() in env:
+        if module.encode() in cmd and f"ROS_DOMAIN_ID={domain}".encode() in env:
             return int(d.name)
     return None
 
 
-def soak(work: Path, detector: str, size: int, rate: float, soak_s: float) -> None:
-    """Prints RSS after warm-up vs at the end, restarts and unaccounted scenes."""
+def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
+         factor: float = 1.5) -> None:
+    """Prints RSS after warm-up vs at the end, restarts, drops, latency and unaccounted
+    scenes of a looped bag sent at ``factor`` x the sustainable ``rate``."""
     bag = work / "soak_bag"
     make_bag(bag, 20, size, seed=2)
-    rate_in = 0.8 * rate
+    rate_in = factor * rate
     n = int(rate_in * soak_s)
-    samples: list[tuple[float, int]] = []
+    modules = {"detector": DETECTOR_MODULE, "evaluator": "sar_atd_ros.evaluator_node"}
+    samples: dict[str, list[tuple[float, int]]] = {k: [] for k in modules}
+    loads: list[float] = []
 
     def sample(domain: int) -> None:
         t0 = time.monotonic()
-        pid = None
+        pids: dict[str, int | None] = dict.fromkeys(modules)
         while time.monotonic() - t0 < soak_s + 120:
-            pid = pid if pid is not None and Path(f"/proc/{pid}").exists() else \
-                detector_pid(domain)
-            if pid is not None:
-                try:
-                    samples.append((time.monotonic() - t0, rss_kib(pid)))
-                except OSError:
-                    pass
+            for k, mod in modules.items():
+                pid = pids[k]
+                pids[k] = pid = (pid if pid is not None and Path(f"/proc/{pid}").exists()
+                                 else detector_pid(domain, mod))
+                if pid is not None:
+                    try:
+                        samples[k].append((time.monotonic() - t0, rss_kib(pid)))
+                    except OSError:
+                        pass
+            loads.append(os.getloadavg()[0])
             time.sleep(5.0)
 
     out = run(bag, work, detector, "realtime", "soak",
               player={"rate_hz": rate_in, "loop": True, "max_scenes": n},
-              on_running=sample)
+              node={"queue_depth": 2}, on_running=sample)
     s = out["summary"]
-    t_start = samples[0][0] if samples else 0.0
-    warm = [r for t, r in samples if t - t_start >= 60.0]
-    print(f"\nsoak ({n} scenes at {rate_in:.2f}/s from a looped 20-scene bag, "
-          f"{out['wall_s']:.0f} s, detector {detector}):")
-    if len(warm) < 2:
-        print("too few RSS samples after the 60 s warm-up: growth not measured")
-    else:
+    print(f"\nsoak ({n} scenes at {rate_in:.2f}/s = {factor:g} x sustainable, from a looped "
+          f"20-scene bag, {out['wall_s']:.0f} s, detector {detector}; load average 1 min "
+          f"over the run: mean {np.mean(loads) if loads else float('nan'):.1f}, max "
+          f"{max(loads, default=float('nan')):.1f}, nproc {os.cpu_count()}):")
+    for k, smp in samples.items():
+        t_start = smp[0][0] if smp else 0.0
+        warm = [r for t, r in smp if t - t_start >= 60.0]
+        if len(warm) < 2:
+            print(f"{k}: too few RSS samples after the 60 s warm-up: growth not measured")
+            continue
         growth = (warm[-1] - warm[0]) / warm[0]
-        print(f"detector RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end "
+        print(f"{k} RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end "
               f"{warm[-1] / 1024:.1f} MiB, max {max(warm) / 1024:.1f} MiB: growth "
               f"{growth:+.1%} (goal <= 5 %)")
-    print(f"restarts (crashes): {out.get('restarts') or 0}; evaluated {s['scenes_evaluated']}"
-          f", dropped {s['scenes_missing']}, unaccounted {accounted(s)}; latency p50/p99 "
-          f"{s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} ms")
+    quarters = " | ".join(f"{a:.0f}/{b:.0f}" for a, b in s.get("latency_quarters_p50_p99_ms")
+                          or [])
+    drop = s["scenes_missing"] / max(1, s["scenes_published"])
+    print(f"restarts (crashes): {out.get('restarts') or 0}; published "
+          f"{s['scenes_published']}, evaluated {s['scenes_evaluated']}, not evaluated "
+          f"{s['scenes_missing']} ({drop:.0%}: {reasons(s)}), unaccounted {accounted(s)}")
+    print(f"latency p50/p99 {s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} ms "
+          f"(processing p50 {s['processing_p50_ms']:.0f} ms); per quarter of the run "
+          f"p50/p99 ms: {quarters}")
 
 
 def _stream_rounds(domain: int, namespaces: list[str], scenes: list[np.ndarray],
@@ -350,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="scene side (px)")
     ap.add_argument("--scenes", type=int, default=40, help="scenes of the overload/fault runs")
     ap.add_argument("--soak-s", type=float, default=600.0, help="soak duration (s)")
+    ap.add_argument("--soak-load", type=float, default=1.5,
+                    help="soak input rate as a multiple of the sustainable rate")
     ap.add_argument("--rounds", type=int, default=8, help="rounds of the streams part")
     args = ap.parse_args(argv)
     print("machine: this project's 2-core CPU (no GPU), shared with other jobs")
@@ -363,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if "soak" in args.parts:
             if rate is None:
                 rate = overload(work, args.detector, args.size, args.scenes)
-            soak(work, args.detector, args.size, rate, args.soak_s)
+            soak(work, args.detector, args.size, rate, args.soak_s, args.soak_load)
         if "streams" in args.parts:
             streams(work, args.detector, args.size, args.rounds)
     return 0

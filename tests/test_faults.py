@@ -155,10 +155,11 @@ def test_malformed_scenes_are_counted_logged_and_survived(tmp_path: Path) -> Non
                 f"{name}: {counter} {probe.diag}"
             assert proc.poll() is None, f"{name}: node died\n{log.read_text()}"
         assert probe.diag["message"], "diagnostics carry no warning after rejected scenes"
-        for key in ("model", "backend", "device", "model_hash", "scene_queue_depth",
+        for key in ("model", "backend", "device", "model_hash", "scene_qos_depth",
+                    "scene_queue_depth", "scene_queue_limit", "scenes_dropped_queue_full",
                     "scenes_received", "scenes_published", "lifecycle_state"):
             assert key in probe.diag, key
-        assert probe.diag["scene_queue_depth"] == "10"
+        assert probe.diag["scene_qos_depth"] == "10"
         nan_msg = probe.dets[-2]
         assert nan_msg.n_nonfinite == 41
     finally:

@@ -67,16 +67,27 @@ def gt_from_msg(msg: Any) -> np.ndarray:
     """(M, 4) float32 boxes of a ``GroundTruth`` message.
 
     Raises:
-        ValueError: not a multiple of 4 values, non-finite or inverted boxes.
+        ValueError: not a multiple of 4 values, non-finite or inverted boxes, or boxes
+            outside the scene (``scene_height`` x ``scene_width`` when given, 1 px slack).
     """
     boxes = np.asarray(msg.boxes_px, np.float32)
+    where = f"ground truth of scene {msg.sequence}"
     if boxes.size % 4:
-        raise ValueError(f"ground truth of scene {msg.sequence} has {boxes.size} values (not "
-                         "a multiple of 4)")
+        raise ValueError(f"{where} has {boxes.size} values (not a multiple of 4)")
     boxes = boxes.reshape(-1, 4)
-    if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2:] < boxes[:, :2]):
-        raise ValueError(f"ground truth of scene {msg.sequence} has non-finite or inverted "
-                         "boxes")
+    if not np.all(np.isfinite(boxes)):
+        raise ValueError(f"{where} has non-finite boxes (NaN/inf)")
+    bad = np.flatnonzero(np.any(boxes[:, 2:] < boxes[:, :2], axis=1))
+    if bad.size:
+        raise ValueError(f"{where} has inverted boxes (x1 < x0 or y1 < y0): "
+                         f"{boxes[bad[0]].tolist()}")
+    h, w = int(msg.scene_height), int(msg.scene_width)
+    if h > 0 and w > 0 and boxes.size:
+        out = np.flatnonzero((boxes[:, 0] < -1) | (boxes[:, 1] < -1) | (boxes[:, 2] > w + 1)
+                             | (boxes[:, 3] > h + 1))
+        if out.size:
+            raise ValueError(f"{where} has boxes outside the {h}x{w} scene: "
+                             f"{boxes[out[0]].tolist()}")
     return boxes
 
 

@@ -17,6 +17,10 @@ unless ``node.wait_for_model`` is true: then configure is retried until the file
 a driven node stays unconfigured and recoverable. A malformed
 scene (encoding, size, NaN policy, absurd dimensions) is logged, counted on
 ``/diagnostics`` and skipped; the node keeps running.
+
+``scene_detector`` takes scenes through a bounded queue processed by a worker thread
+(:mod:`sar_atd_ros.queued`): a detector slower than its input drops the oldest waiting
+scene, counted with its reason, and the wait before processing stays bounded.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sar_atd_ros.common import (
 )
 from sar_atd_ros.image import DEFAULT_MAX_PIXELS
 from sar_atd_ros.lifecycle import ManagedProcessing
+from sar_atd_ros.queued import QueuedSceneInput
 
 
 @dataclasses.dataclass
@@ -59,6 +64,10 @@ class DetectorNodeConfig:
             (RViz/Foxglove overlays) where vision_msgs is installed (a warning otherwise).
         max_pending_scenes: (``detector`` only) scenes with incomplete tile batches kept
             before the oldest is dropped and counted.
+        queue_depth: (``scene_detector``) scenes waiting for processing; a scene arriving
+            at a full queue drops the oldest (counted ``scenes_dropped_queue_full``).
+        max_queue_age_s: (``scene_detector``) a scene that waited longer than this is
+            dropped (``scenes_dropped_stale``, e.g. after a stall); 0 = no limit.
     """
 
     autostart: bool = True
@@ -68,6 +77,8 @@ class DetectorNodeConfig:
     orientation: str = ""
     max_scene_pixels: int = DEFAULT_MAX_PIXELS
     max_pending_scenes: int = 4
+    queue_depth: int = 2
+    max_queue_age_s: float = 30.0
     vision_msgs: bool = False
 
     def __post_init__(self) -> None:
@@ -78,8 +89,12 @@ class DetectorNodeConfig:
         if self.orientation not in ("", "bottom", "left", "top", "right"):
             raise ValueError(f"orientation must be '', bottom, left, top or right, got "
                              f"{self.orientation!r}")
-        if self.max_scene_pixels < 1 or self.max_pending_scenes < 1:
-            raise ValueError("max_scene_pixels and max_pending_scenes must be >= 1")
+        if self.max_scene_pixels < 1 or self.max_pending_scenes < 1 or self.queue_depth < 1:
+            raise ValueError("max_scene_pixels, max_pending_scenes and queue_depth must be "
+                             ">= 1")
+        if not self.max_queue_age_s >= 0:
+            raise ValueError(f"max_queue_age_s must be >= 0 (0 = no limit), got "
+                             f"{self.max_queue_age_s}")
 
 
 class _DetectorBase(ManagedProcessing, LifecycleNode):
@@ -117,6 +132,8 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         self.n_in = self.n_out = self.n_malformed = self.n_boxes = self.n_nonfinite = 0
         self.last_error = ""
         self.proc_ms: list[float] = []
+        self.done = False
+        self.exit_code = 0
         self.diag = Diagnostics(self, self._diag_values)
 
     def _start(self) -> None:
@@ -191,7 +208,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
                 "scenes_nonfinite": self.n_nonfinite,
                 "processing_ms_p50": f"{ms[len(ms) // 2]:.1f}" if ms else "",
                 "lifecycle_state": self.state_label,
-                f"{self.INPUT}_queue_depth": self.qos[self.INPUT].depth,
+                f"{self.INPUT}_qos_depth": self.qos[self.INPUT].depth,
                 "model": self.det_cfg.model, "backend": self.desc.get("backend", ""),
                 "device": self.desc.get("device", "cpu"), "model_hash": self.model_hash,
                 "warn": self.last_error}
@@ -249,33 +266,52 @@ def _vision_array(header: Any, dets: Any) -> Any:
     return to_detection2d_array(types, header, dets.boxes, dets.scores)
 
 
-class SceneDetectorNode(_DetectorBase):
-    """``scene`` (sensor_msgs/Image) -> tiler + detector in-process -> ``detections``."""
+class SceneDetectorNode(QueuedSceneInput, _DetectorBase):
+    """``scene`` (sensor_msgs/Image) -> bounded queue -> tiler + detector in-process ->
+    ``detections``."""
 
     INPUT = "scene"
 
     def __init__(self, name: str = "scene_detector", **kw: Any) -> None:
         super().__init__(name, **kw)
+        self._init_queue(self.node_cfg.queue_depth, self.node_cfg.max_queue_age_s)
         self._start()
 
     def _subscribe(self) -> Any:
         from sensor_msgs.msg import Image
 
-        return self.create_subscription(Image, "scene", self._on_scene, self.qos["scene"])
+        return self.create_subscription(Image, "scene", self._enqueue, self.qos["scene"])
 
-    def _on_scene(self, msg: Any) -> None:
+    def _start_processing(self) -> None:
+        super()._start_processing()
+        self._start_worker()
+
+    def _stop_processing(self) -> None:
+        if hasattr(self, "scene_queue"):
+            self._stop_worker()
+        super()._stop_processing()
+
+    def _diag_values(self) -> dict[str, Any]:
+        return {**super()._diag_values(), **self._queue_values()}
+
+    def finish(self) -> None:
+        """Stop the worker before the node is destroyed (shutdown of the process)."""
+        self._stop_worker()
+
+    def _process(self, seq: int, msg: Any, t_in: float) -> None:
         from sar_atd_ros.image import image_to_array
 
-        t0 = time.perf_counter()
-        self.n_in += 1
+        t0 = time.perf_counter()  # processing time excludes the wait in the queue
+        sd = self.scene_detector
+        if sd is None:  # cleaned up meanwhile
+            return
         try:
             scene = image_to_array(msg, self.node_cfg.max_scene_pixels)
-            dets = self.scene_detector.detect(scene, self._spacing(),
-                                              self.node_cfg.orientation or None)
+            dets = sd.detect(scene, self._spacing(), self.node_cfg.orientation or None)
         except (SarAtdError, ValueError) as err:
-            self._reject(f"scene {self.n_in}", err)
+            self._reject(f"scene {seq}", err)
             return
-        self.publish(msg.header, dets, self.n_in, t0)
+        self.publish(msg.header, dets, seq, t0)
 
 
 class TileDetectorNode(_DetectorBase):

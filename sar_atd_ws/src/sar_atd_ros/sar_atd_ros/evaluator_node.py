@@ -11,6 +11,16 @@ time here when absent) p50/p99, scenes/s, megapixels/s, missing and malformed co
 When ``stream_end`` arrives (the player's last sequence number) it waits until every scene
 is accounted for, or ``report.drain_timeout_s``, writes the report (JSON + PR plot +
 annotated example scenes) on shutdown, and exits when ``report.exit_on_stream_end`` is set.
+
+Every scene the player sent ends in one outcome of the report's ``scenes_missing``
+breakdown (:func:`sar_atd.scene_flow.account_scenes`, from the counters the detector side
+publishes on ``/diagnostics`` and this node's own): dropped for overload (queue full,
+stale, stopped, incomplete tile batches), rejected as malformed (detector side, or
+malformed ground truth here), without ground truth (detections came, the bag had none),
+lost in transport (never reached the detector side, or its detections never came here)
+and lost inside a node (in flight when it died). A scene without ground truth and a
+malformed ground truth (NaN, inverted, outside the image, wrong array length) are logged
+once each and counted; the next scene is evaluated as usual.
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ class ReportConfig:
         max_unmatched: detections/ground truth waiting for their partner, kept at most.
         n_examples: annotated scenes in the report (the first ones; their pixels are the
             only scene data the evaluator keeps).
+        settle_s: after ``stream_end``, the detector side's counters must be this much
+            newer before the scenes still missing are put down as lost (a sample lost in
+            transport is repaired within ~3 s).
         save_state: with ``dir`` set, save the evaluation state (compact per-scene
             records and counters) to ``dir/evaluator_state.pkl`` with each metrics update;
             a restarted evaluator resumes from it, and it is removed once the final report
@@ -65,6 +78,7 @@ class ReportConfig:
     operating_threshold: float = -1.0
     max_unmatched: int = 256
     n_examples: int = 3
+    settle_s: float = 4.0
     save_state: bool = True
 
     def __post_init__(self) -> None:
@@ -74,6 +88,8 @@ class ReportConfig:
             raise ValueError(f"drain_timeout_s must be >= 0, got {self.drain_timeout_s}")
         if self.n_examples < 0:
             raise ValueError(f"n_examples must be >= 0, got {self.n_examples}")
+        if not self.settle_s >= 0:
+            raise ValueError(f"settle_s must be >= 0, got {self.settle_s}")
         if self.max_unmatched < 1:
             raise ValueError(f"max_unmatched must be >= 1, got {self.max_unmatched}")
 
@@ -125,6 +141,7 @@ class EvaluatorNode(Node):
 
         self.upstream: dict[str, dict[str, int]] = {}       # node -> latest counters
         self.upstream_base: dict[str, dict[str, int]] = {}  # counters of earlier processes
+        self.upstream_t: dict[str, float] = {}  # node -> when its counters came (monotonic)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.examples: dict[int, dict[str, Any]] = {}  # stamp -> image, gt, boxes, scores
         self.example_sub = None
@@ -139,6 +156,10 @@ class EvaluatorNode(Node):
         # stamps of evaluated scenes: transient-local topics hand a restarted evaluator the
         # recent history again, which must not be counted twice
         self.evaluated: set[int] = set()
+        # stamps of scenes whose ground truth was refused (their detections are not
+        # counted again as scenes without ground truth); bounded
+        self.rejected_gt: OrderedDict[int, None] = OrderedDict()
+        self.max_gt_stamp = 0
         self.max_seq = 0
         self.n_eval = self.n_malformed = self.n_without_gt = self.n_pixels = 0
         self.latency_ms: list[float] = []
@@ -163,16 +184,22 @@ class EvaluatorNode(Node):
     def _on_gt(self, msg: Any) -> None:
         from sar_atd_ros.convert import gt_from_msg
 
+        key = stamp_ns(msg.header.stamp)
+        seq = int(msg.sequence)
+        self.max_seq = max(self.max_seq, seq)
+        if key in self.evaluated or key in self.rejected_gt:
+            return
+        self.max_gt_stamp = max(self.max_gt_stamp, key)
+        self.seen_seq.add(seq)
         try:
             gt_from_msg(msg)
         except ValueError as err:
+            self.rejected_gt[key] = None
+            while len(self.rejected_gt) > 4 * self.rcfg.max_unmatched:
+                self.rejected_gt.popitem(last=False)
+            self.dets.pop(key, None)
             self._malformed(str(err))
-            return
-        seq = int(msg.sequence)
-        self.seen_seq.add(seq)
-        self.max_seq = max(self.max_seq, seq)
-        key = stamp_ns(msg.header.stamp)
-        if key in self.evaluated:
+            self._flush_without_gt()
             return
         if key in self.dets:
             det, t = self.dets.pop(key)
@@ -181,20 +208,38 @@ class EvaluatorNode(Node):
             self.gts[key] = msg
             while len(self.gts) > self.rcfg.max_unmatched:
                 self.gts.popitem(last=False)
+        self._flush_without_gt()
 
     def _on_dets(self, msg: Any) -> None:
         t = time.time()
         key = stamp_ns(msg.header.stamp)
-        if key in self.evaluated:
+        if key in self.evaluated or key in self.rejected_gt:
             return
         gt = self.gts.pop(key, None)
         if gt is None:
             self.dets[key] = (msg, t)
             while len(self.dets) > self.rcfg.max_unmatched:
-                self.dets.popitem(last=False)
-                self.n_without_gt += 1
+                self._without_gt(*self.dets.popitem(last=False))
+            self._flush_without_gt()
             return
         self._evaluate(msg, gt, t)
+
+    def _flush_without_gt(self) -> None:
+        """Detections older than the newest ground truth never get one: the player sends a
+        scene's ground truth before the scene, in order, on a reliable topic."""
+        while self.dets:
+            key = next(iter(self.dets))
+            if key >= self.max_gt_stamp:
+                return
+            self._without_gt(key, self.dets.pop(key))
+
+    def _without_gt(self, key: int, item: tuple[Any, float]) -> None:
+        self.n_without_gt += 1
+        self.evaluated.add(key)  # a re-sent copy (transient-local) is not counted again
+        self.get_logger().warning(
+            f"scene stamped {key / 1e9:.3f} s (detector scene {int(item[0].sequence)}) has "
+            f"no ground truth: not evaluated (scenes without ground truth: "
+            f"{self.n_without_gt})")
 
     def _on_scene(self, msg: Any) -> None:
         """Keep an 8-bit rendering of the first scenes for the report's examples."""
@@ -214,7 +259,12 @@ class EvaluatorNode(Node):
             self.example_sub = None
 
     UPSTREAM_NODES = ("scene_detector", "detector", "tiler")
-    UPSTREAM_COUNTERS = ("scenes_received", "scenes_malformed", "scenes_nonfinite")
+    UPSTREAM_COUNTERS = ("scenes_received", "scenes_published", "scenes_malformed",
+                         "scenes_nonfinite", "scenes_dropped_queue_full",
+                         "scenes_dropped_stale", "scenes_dropped_stopped", "scenes_incomplete",
+                         "scene_queue_depth")
+    DROP_COUNTERS = ("scenes_dropped_queue_full", "scenes_dropped_stale",
+                     "scenes_dropped_stopped", "scenes_incomplete")
 
     def _on_diagnostics(self, msg: Any) -> None:
         ns = self.get_namespace().rstrip("/")
@@ -229,12 +279,31 @@ class EvaluatorNode(Node):
             if new.get("scenes_received", 0) < old.get("scenes_received", 0):  # restarted
                 base = self.upstream_base.setdefault(node, {})
                 for k, v in old.items():
-                    base[k] = base.get(k, 0) + v
+                    if k != "scene_queue_depth":  # a level, not a count
+                        base[k] = base.get(k, 0) + v
             self.upstream[node] = new
+            self.upstream_t[node] = time.monotonic()
 
-    def _upstream(self, key: str) -> int:
+    def _upstream(self, key: str, node: str | None = None) -> int:
         return sum(c.get(key, 0) for d in (self.upstream, self.upstream_base)
-                   for c in d.values())
+                   for n, c in d.items() if node is None or n == node)
+
+    def flow(self) -> dict[str, int] | None:
+        """Outcome of every scene sent (:func:`sar_atd.scene_flow.account_scenes`); None
+        until the detector side's counters came (no reasons can be given without them)."""
+        from sar_atd.scene_flow import account_scenes
+
+        if not self.upstream:
+            return None
+        entry = "tiler" if "tiler" in self.upstream else "scene_detector"
+        last = "detector" if "detector" in self.upstream else "scene_detector"
+        return account_scenes(
+            max(self.max_seq, self.end_seq or 0), self.n_eval,
+            received=self._upstream("scenes_received", entry),
+            dropped=sum(self._upstream(k) for k in self.DROP_COUNTERS),
+            rejected=self._upstream("scenes_malformed"),
+            node_published=self._upstream("scenes_published", last),
+            evaluator_rejected=self.n_malformed, without_gt=self.n_without_gt + len(self.dets))
 
     def _on_end(self, msg: Any) -> None:
         if self.end_seq is None:
@@ -304,11 +373,18 @@ class EvaluatorNode(Node):
             "evaluator_restarts_resumed": self.resumed,
             "scenes_nonfinite_upstream": self._upstream("scenes_nonfinite"),
             "detections_without_gt": self.n_without_gt + len(self.dets),
+            "scenes_missing_by_reason": self.flow(),
             "AP25": m.get("AP25", float("nan")), "AP50": m.get("AP50", float("nan")),
             "AP70": m.get("AP70", float("nan")), "ap_50_95": m.get("ap_50_95", float("nan")),
             "operating_threshold": op, "precision": prec, "recall": rec,
             "latency_p50_ms": _pct(self.latency_ms, 50),
             "latency_p99_ms": _pct(self.latency_ms, 99),
+            # p50/p99 of each quarter of the scenes in arrival order: a growing backlog
+            # shows as rising quarters
+            "latency_quarters_p50_p99_ms": [
+                [_pct(q, 50), _pct(q, 99)] for q in
+                (list(c) for c in np.array_split(np.asarray(self.latency_ms), 4))
+                if q] if len(self.latency_ms) >= 4 else [],
             "processing_p50_ms": _pct(self.proc_ms, 50),
             "scenes_per_s": self.n_eval / span if span > 0 else float("nan"),
             "megapixels_per_s": self.n_pixels / 1e6 / span if span > 0 else float("nan"),
@@ -321,8 +397,9 @@ class EvaluatorNode(Node):
         }
 
     # ---- state kept across a restart ---------------------------------------------------
-    STATE_FIELDS = ("acc", "seen_seq", "evaluated", "max_seq", "n_eval", "n_malformed",
-                    "n_without_gt", "n_pixels", "latency_ms", "proc_ms", "t_first", "t_last",
+    STATE_FIELDS = ("acc", "seen_seq", "evaluated", "rejected_gt", "max_gt_stamp", "max_seq",
+                    "n_eval", "n_malformed", "n_without_gt", "n_pixels", "latency_ms",
+                    "proc_ms", "t_first", "t_last",
                     "t_first_arrival", "detector_info", "op_threshold", "upstream",
                     "upstream_base", "resumed")
 
@@ -364,7 +441,12 @@ class EvaluatorNode(Node):
 
     def _diag_values(self) -> dict[str, Any]:
         s = self.summary()
-        return {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in s.items()}
+        flow = s.pop("scenes_missing_by_reason") or {}
+        vals = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in s.items()}
+        vals.update({f"missing_{k}": v for k, v in flow.items() if k != "missing"})
+        vals.update({"ground_truth_waiting": len(self.gts), "detections_waiting": len(self.dets),
+                     "waiting_limit": self.rcfg.max_unmatched, "warn": self.last_error})
+        return vals
 
     def _publish(self) -> None:
         s = self.summary()
@@ -390,15 +472,33 @@ class EvaluatorNode(Node):
     def _check_end(self) -> None:
         if self.end_seq is None or self.done:
             return
-        complete = self.n_eval + self.n_malformed >= self.end_seq
+        complete = self.n_eval + self.n_malformed >= self.end_seq or self._settled()
         if complete or time.monotonic() - self.end_at > self.rcfg.drain_timeout_s:
             if not complete:
                 self.get_logger().warning(
                     f"{self.end_seq - self.n_eval} scene(s) not evaluated "
                     f"{self.rcfg.drain_timeout_s:g} s after the stream ended")
+            flow = self.flow()
+            if flow is not None and flow["missing"]:
+                self.get_logger().info("scenes not evaluated: " + ", ".join(
+                    f"{k} {v}" for k, v in flow.items() if v))
             self._publish()
             if self.rcfg.exit_on_stream_end:
                 self.done = True
+
+    def _settled(self) -> bool:
+        """Every missing scene has its reason: the detector side's counters, newer than the
+        end of the stream by ``settle_s``, show nothing waiting or in processing, and every
+        scene it published detections for arrived here."""
+        if not self.upstream or any(t < self.end_at + self.rcfg.settle_s
+                                    for t in self.upstream_t.values()):
+            return False
+        f = self.flow()
+        lost_after = (self._upstream("scenes_published", "detector" if "detector" in
+                                     self.upstream else "scene_detector")
+                      - self.n_eval - self.n_malformed - self.n_without_gt - len(self.dets))
+        return (f is not None and f["lost_in_node"] == 0 and f["unaccounted"] == 0
+                and lost_after <= 0 and self._upstream("scene_queue_depth") == 0)
 
     def finish(self) -> None:
         """Write the report (``report.json``, ``pr_curves.png``) when ``report.dir`` is set."""
