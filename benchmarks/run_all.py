@@ -17,7 +17,7 @@ import time
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
               "box_diagnosis", "box_refine", "box_default",
               "rendering", "training", "streaming", "runtime",
-              "deployment")
+              "deployment", "attack")
 
 
 def main(argv: list[str] | None = None) -> int:

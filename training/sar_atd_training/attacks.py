@@ -155,6 +155,80 @@ def torch_model_of(detector: Any) -> nn.Module | None:
     return m if isinstance(m, nn.Module) else None
 
 
+def white_box_sources(dets: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The ``(spec, detector)`` pairs with a torch model to attack.
+
+    Raises:
+        AttackError: none (the attack is white-box).
+    """
+    sources = [(s, d) for s, d in dets if torch_model_of(d) is not None]
+    if not sources:
+        raise AttackError("--attack is white-box: give at least one torch model (.pt) "
+                          "among the detectors")
+    return sources
+
+
+def attacked_scores(dets: Sequence[tuple[str, Any]], images: Sequence[Any], method: str,
+                    epsilons: Sequence[float], steps: int = 10, seed: int = 0,
+                    device: str | torch.device = "cpu", progress: bool = False,
+                    iou_method: str = "all-point") -> Iterator[dict[str, Any]]:
+    """Attack and score: one result per (scored detector, epsilon), yielded as it is done.
+
+    Every torch detector is attacked white-box on its own loss; every other detector (CFAR,
+    ONNX) is scored on the images attacked against the first torch detector (a transfer
+    attack), so the classical baseline stands beside the models under the same images.
+    Epsilon 0 is the clean image (no attack pass).
+
+    Args:
+        dets: ``(spec, detector)`` pairs (``sar_atd`` detectors; torch ones are attacked).
+        images: :class:`~sar_atd_training.evaluation.dataset.EvalImage` items.
+        method, epsilons, steps, seed, device: as :func:`attack_images`.
+        iou_method: AP interpolation of :func:`sar_atd.metrics.evaluate`.
+
+    Yields:
+        dicts with ``key`` (detector name, with its spec where two share a name;
+        ``(transfer from X)`` for transfer rows),
+        ``spec``, ``white_box``, ``epsilon``, ``AP25``/``AP50``/``AP70``,
+        ``max_abs_perturbation`` (grey levels, measured) and ``attack_seconds``.
+
+    Raises:
+        AttackError: no torch model among ``dets`` (the attack is white-box).
+    """
+    import time
+
+    from sar_atd.metrics import evaluate
+    from sar_atd_training.evaluation.runner import run_detector
+
+    sources = white_box_sources(dets)
+    names = [d.name for _, d in dets]
+    label = {s: d.name if names.count(d.name) == 1 else f"{d.name} [{s}]" for s, d in dets}
+    gts = [it.boxes for it in images]
+    for src_spec, src in sources:
+        model = torch_model_of(src)
+        assert model is not None
+        for eps in epsilons:
+            t0 = time.perf_counter()
+            adv = attack_images(model, [it.image for it in images], gts, method, eps,
+                                steps=steps, seed=seed, device=device, progress=progress)
+            sec = time.perf_counter() - t0
+            linf = max(int(np.abs(a.astype(np.int16) - it.image).max()) for a, it in
+                       zip(adv, images))
+            for spec, det in dets:
+                white = spec == src_spec
+                if not white and (torch_model_of(det) is not None or src_spec != sources[0][0]):
+                    continue  # other torch models are attacked on their own loss
+                preds, _ = run_detector(det, [type(it)(it.name, a, it.boxes)
+                                              for it, a in zip(images, adv)], progress=False)
+                m = evaluate(preds, gts, iou_thresholds=(0.25, 0.5, 0.7), method=iou_method)
+                key = label[spec] if white else \
+                    f"{label[spec]} (transfer from {label[src_spec]})"
+                log.info("%s %s eps %g: AP25 %.3f AP50 %.3f AP70 %.3f", key, method, eps,
+                         m["AP25"], m["AP50"], m["AP70"])
+                yield {"key": key, "spec": spec, "white_box": white, "epsilon": eps,
+                       "AP25": m["AP25"], "AP50": m["AP50"], "AP70": m["AP70"],
+                       "max_abs_perturbation": linf, "attack_seconds": sec}
+
+
 def run_attack_eval(args: Any) -> int:
     """``sar-atd eval --attack {fgsm,pgd} --epsilon E[,E...]``: AP per epsilon.
 
@@ -163,13 +237,11 @@ def run_attack_eval(args: Any) -> int:
     attack), so the classical baseline stands beside the models under the same images.
     Writes ``attack.json`` and ``attack.md`` into ``--out``.
     """
-    import time
     from pathlib import Path
 
     from sar_atd.atomic import atomic_write_json, atomic_write_text
-    from sar_atd.metrics import evaluate
     from sar_atd_training.evaluation.dataset import load_eval_dataset
-    from sar_atd_training.evaluation.runner import resolve_detector, run_detector, to_jsonable
+    from sar_atd_training.evaluation.runner import resolve_detector, to_jsonable
 
     eps_list = parse_epsilons(args.epsilon or "")
     if args.attack == "pgd" and args.attack_steps < 10:
@@ -177,42 +249,19 @@ def run_attack_eval(args: Any) -> int:
     specs = list(args.detector or []) + list(args.compare or [])
     if not specs or args.dataset is None:
         raise AttackError("--attack needs --detector and --dataset")
-    dets = [(s, *resolve_detector(s, device=args.device,
-                                  score_threshold=args.score_threshold)) for s in specs]
-    sources = [(s, d) for s, d, _ in dets if torch_model_of(d) is not None]
-    if not sources:
-        raise AttackError("--attack is white-box: give at least one torch model (.pt) "
-                          "among the detectors")
+    dets = [(s, resolve_detector(s, device=args.device,
+                                 score_threshold=args.score_threshold)[0]) for s in specs]
+    white_box_sources(dets)  # refuse before loading the dataset
     images, desc = load_eval_dataset(args.dataset, n=args.n, seed=args.seed,
                                      progress=not args.no_progress)
-    gts = [it.boxes for it in images]
-    progress = not args.no_progress
     results: dict[str, dict[str, Any]] = {}
-    for src_spec, src in sources:
-        model = torch_model_of(src)
-        assert model is not None
-        for eps in eps_list:
-            t0 = time.perf_counter()
-            adv = attack_images(model, [it.image for it in images], gts, args.attack, eps,
-                                steps=args.attack_steps, seed=args.seed, device=args.device,
-                                progress=progress)
-            sec = time.perf_counter() - t0
-            linf = max(int(np.abs(a.astype(np.int16) - it.image).max()) for a, it in
-                       zip(adv, images))
-            for spec, det, _ in dets:
-                white = spec == src_spec
-                if not white and (torch_model_of(det) is not None or src_spec != sources[0][0]):
-                    continue  # other torch models are attacked on their own loss
-                preds, _ = run_detector(det, [type(it)(it.name, a, it.boxes)
-                                              for it, a in zip(images, adv)], progress=False)
-                m = evaluate(preds, gts, iou_thresholds=(0.25, 0.5, 0.7), method=args.method)
-                key = det.name if white else f"{det.name} (transfer from {src.name})"
-                results.setdefault(key, {"spec": spec, "white_box": white, "epsilons": {}})
-                results[key]["epsilons"][f"{eps:g}"] = {
-                    "AP25": m["AP25"], "AP50": m["AP50"], "AP70": m["AP70"],
-                    "max_abs_perturbation": linf, "attack_seconds": sec}
-                log.info("%s eps %g: AP25 %.3f AP50 %.3f AP70 %.3f", key, eps, m["AP25"],
-                         m["AP50"], m["AP70"])
+    for r in attacked_scores(dets, images, args.attack, eps_list, steps=args.attack_steps,
+                             seed=args.seed, device=args.device,
+                             progress=not args.no_progress, iou_method=args.method):
+        entry = results.setdefault(r["key"], {"spec": r["spec"], "white_box": r["white_box"],
+                                              "epsilons": {}})
+        entry["epsilons"][f"{r['epsilon']:g}"] = {
+            k: r[k] for k in ("AP25", "AP50", "AP70", "max_abs_perturbation", "attack_seconds")}
     out = Path(args.out or "attack_report")
     doc = {"dataset": desc, "n_images": len(images), "attack": args.attack,
            "pgd_steps": args.attack_steps if args.attack == "pgd" else None,
