@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 LOG = logging.getLogger(__name__)
@@ -62,4 +63,7 @@ def run(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout, restarts=args.restarts)
     result = run_graph(opts)
     print(json.dumps(result["summary"], indent=1) if args.json else format_summary(result))
+    if result.get("player_error"):  # the report covers the part of the bag that was read
+        print(f"sar-atd run: error: {result['player_error']}", file=sys.stderr)
+        return 1
     return 0

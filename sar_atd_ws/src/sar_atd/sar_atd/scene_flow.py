@@ -127,7 +127,7 @@ class SceneQueue(Generic[T]):
 
 def account_scenes(published: int, evaluated: int, *, received: int, dropped: int,
                    rejected: int, node_published: int, evaluator_rejected: int = 0,
-                   without_gt: int = 0) -> dict[str, int]:
+                   without_gt: int = 0, arrived: int = 0) -> dict[str, int]:
     """Where every scene a player sent went (counts; each a distinct stage's own counter).
 
     Args:
@@ -140,6 +140,7 @@ def account_scenes(published: int, evaluated: int, *, received: int, dropped: in
         evaluator_rejected: scenes the evaluator refused (malformed ground truth or
             detections).
         without_gt: detections that arrived for a scene that had no ground truth.
+        arrived: scenes whose detections reached the evaluator (any outcome).
 
     Returns:
         ``missing`` (published - evaluated) split into ``dropped_overload``,
@@ -147,8 +148,17 @@ def account_scenes(published: int, evaluated: int, *, received: int, dropped: in
         ``lost_in_transport`` (never reached the detector side, or its detections never
         reached the evaluator) and ``lost_in_node`` (received but neither dropped,
         rejected nor published: in flight when a node died, or counters not final);
-        ``unaccounted`` is what these reasons leave of ``missing`` (0 when they add up).
+        ``unaccounted`` is what these reasons leave of ``missing`` (0 when they add up;
+        not 0 when the counters contradict each other, e.g. the detector side received
+        more scenes than were sent).
+
+    The counters come at different times (a node publishes its own once a second), so each
+    stage's count is raised to what the later stages prove it handled: a node published
+    at least the scenes whose detections arrived, and received at least what it published,
+    dropped or rejected.
     """
+    node_published = max(node_published, arrived, evaluated + without_gt)
+    received = max(received, node_published + dropped + rejected)
     lost_before = max(0, published - received)
     lost_after = max(0, node_published - evaluated - evaluator_rejected - without_gt)
     lost_in_node = max(0, received - dropped - rejected - node_published)

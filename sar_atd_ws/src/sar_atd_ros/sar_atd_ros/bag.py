@@ -207,12 +207,114 @@ def format_bag_info(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mcap_file(path: Path) -> Path | None:
+    """The .mcap file of a bag folder or file (None when it is not an mcap bag)."""
+    if path.is_file():
+        return path if path.suffix == ".mcap" else None
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else []
+    return files[0] if len(files) == 1 else None
+
+
+def scan_mcap(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, message type, log time ns, raw CDR) of an mcap file read record by record,
+    without its summary: what a recording cut short (no footer) still holds.
+
+    Chunks are read as far as they go when uncompressed; a compressed chunk must be whole.
+
+    Raises:
+        BagError: where the file stops making sense (byte offset and why), after the
+            messages before that point were yielded.
+    """
+    import mmap
+    import struct
+
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89MCAP0\r\n":
+            raise BagError(f"{path}: not an mcap file (bad magic)")
+        data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    magic_len = 8
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+
+    def string(buf: bytes, at: int) -> tuple[str, int]:
+        (n,) = struct.unpack_from("<I", buf, at)
+        return buf[at + 4:at + 4 + n].decode(), at + 4 + n
+
+    def records(buf: bytes, at: int, end: int, base: int) -> Iterator[tuple[int, bytes]]:
+        while at < end:
+            if at + 9 > end:
+                raise BagError(f"record header cut at byte {base + at}")
+            op, n = buf[at], struct.unpack_from("<Q", buf, at + 1)[0]
+            if at + 9 + n > end:
+                if op == 0x06:  # a chunk cut short: the records it still holds
+                    yield op, buf[at + 9:end]
+                raise BagError(f"record {op:#04x} of {n} bytes cut at byte {base + end}")
+            yield op, buf[at + 9:at + 9 + n]
+            at += 9 + n
+
+    def messages(buf: bytes, at: int, end: int, base: int
+                 ) -> Iterator[tuple[str, str, int, bytes]]:
+        for op, rec in records(buf, at, end, base):
+            if op == 0x03:
+                (sid,) = struct.unpack_from("<H", rec)
+                schemas[sid] = string(rec, 2)[0]
+            elif op == 0x04:
+                cid, sid = struct.unpack_from("<HH", rec)
+                channels[cid] = (string(rec, 4)[0], schemas.get(sid, ""))
+            elif op == 0x05:
+                cid, _seq, t = struct.unpack_from("<HIQ", rec)
+                if cid in channels:
+                    yield (*channels[cid], t, rec[22:])
+            elif op == 0x06:
+                compression, at2 = string(rec, 28)
+                if len(rec) < at2 + 8:
+                    raise BagError("chunk header cut short")
+                (size,) = struct.unpack_from("<Q", rec, at2)
+                body = rec[at2 + 8:at2 + 8 + size]
+                if compression:
+                    if len(body) < size:
+                        raise BagError(f"{compression} chunk cut short")
+                    from rosbags.rosbag2.storage_mcap import decompress
+
+                    (usize,) = struct.unpack_from("<Q", rec, 16)
+                    (crc,) = struct.unpack_from("<I", rec, 24)
+                    body = decompress(body, compression, usize, crc)
+                yield from messages(body, 0, len(body), 0)
+            elif op == 0x0F:  # data end: the summary follows
+                return
+
+    try:
+        yield from messages(data, magic_len, len(data), 0)  # type: ignore[arg-type]
+    except BagError as err:
+        raise BagError(f"{path}: {err}") from None
+    except (struct.error, UnicodeDecodeError, ValueError, KeyError) as err:
+        raise BagError(f"{path}: malformed record ({err})") from None
+    finally:
+        data.close()
+
+
 class SceneStream:
-    """Raw (CDR) scene and ground-truth messages of a bag, in bag order."""
+    """Raw (CDR) scene and ground-truth messages of a bag, in bag order.
+
+    A mcap recording cut short (no footer, e.g. the recorder died) is read record by record
+    (:func:`scan_mcap`) up to where it stops; its scene count is unknown (``n_scenes``
+    None) and :meth:`messages` raises :class:`BagError` naming how far it got.
+    """
 
     def __init__(self, path: Path, scene_topic: str = "", gt_topic: str = "") -> None:
         self.path = path
-        self.reader = _reader(path)
+        self.scan: Path | None = None
+        self.scene_topic, self.gt_topic = scene_topic, gt_topic
+        try:
+            self.reader = _reader(path)
+        except BagError as err:
+            mcap = _mcap_file(path) if path.exists() else None
+            if mcap is None or "end magic" not in str(err):
+                raise
+            self.scan, self.reader = mcap, None
+            self.n_scenes: int | None = None
+            self.open_error = str(err)
+            return
         conns = self.reader.connections
         scenes = [c for c in conns if (c.topic == scene_topic if scene_topic
                                        else c.msgtype == IMAGE_TYPE)]
@@ -231,8 +333,11 @@ class SceneStream:
         Raises:
             BagError: the bag is truncated or corrupt (names how far it got).
         """
+        self.n_read = 0
+        if self.scan is not None:
+            yield from self._scan_messages()
+            return
         scene_ids = {id(c) for c in self.scene_conns}
-        n = 0
         it = self.reader.messages(connections=[*self.gt_conns, *self.scene_conns])
         while True:
             try:
@@ -240,15 +345,32 @@ class SceneStream:
             except StopIteration:
                 return
             except Exception as err:
-                raise BagError(f"bag {self.path} is truncated or corrupt after {n} scenes: "
+                raise BagError(f"bag {self.path} is truncated or corrupt: read "
+                               f"{self.n_read} of {self.n_scenes} scenes before: "
                                f"{err}") from None
             conn, t, raw = item
             kind = "scene" if id(conn) in scene_ids else "gt"
-            n += kind == "scene"
+            self.n_read += kind == "scene"
             yield t, kind, bytes(raw)
 
+    def _scan_messages(self) -> Iterator[tuple[int, str, bytes]]:
+        assert self.scan is not None
+        try:
+            for topic, msgtype, t, raw in scan_mcap(self.scan):
+                if (topic == self.scene_topic if self.scene_topic else msgtype == IMAGE_TYPE):
+                    self.n_read += 1
+                    yield t, "scene", raw
+                elif topic == self.gt_topic if self.gt_topic else msgtype == GT_TYPE:
+                    yield t, "gt", raw
+        except BagError as err:
+            raise BagError(f"bag {self.path} is truncated or corrupt: read {self.n_read} of "
+                           f"? scenes before: {err}") from None
+        raise BagError(f"bag {self.path} is truncated or corrupt: read {self.n_read} of ? "
+                       f"scenes, then the file ended without its footer")
+
     def close(self) -> None:
-        self.reader.close()
+        if self.reader is not None:
+            self.reader.close()
 
 
 def open_scene_stream(path: Path, scene_topic: str = "", gt_topic: str = "") -> SceneStream:

@@ -2,6 +2,10 @@
 
 from sar_atd.errors import SarAtdError
 
+BAG_ERROR_EXIT = 3
+"""Exit code of a ``scene_player`` that stopped early on a truncated or corrupt bag (after
+ending the stream cleanly, so the scenes already sent are accounted for)."""
+
 
 class ImageEncodingError(SarAtdError, ValueError):
     """A sensor_msgs/Image cannot be turned into a scene array (encoding, size, step)."""

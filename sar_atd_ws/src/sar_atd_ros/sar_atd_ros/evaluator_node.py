@@ -159,6 +159,7 @@ class EvaluatorNode(Node):
         # stamps of scenes whose ground truth was refused (their detections are not
         # counted again as scenes without ground truth); bounded
         self.rejected_gt: OrderedDict[int, None] = OrderedDict()
+        self.arrived: set[int] = set()  # stamps of every scene whose detections came
         self.max_gt_stamp = 0
         self.max_seq = 0
         self.n_eval = self.n_malformed = self.n_without_gt = self.n_pixels = 0
@@ -213,6 +214,7 @@ class EvaluatorNode(Node):
     def _on_dets(self, msg: Any) -> None:
         t = time.time()
         key = stamp_ns(msg.header.stamp)
+        self.arrived.add(key)
         if key in self.evaluated or key in self.rejected_gt:
             return
         gt = self.gts.pop(key, None)
@@ -303,7 +305,8 @@ class EvaluatorNode(Node):
             dropped=sum(self._upstream(k) for k in self.DROP_COUNTERS),
             rejected=self._upstream("scenes_malformed"),
             node_published=self._upstream("scenes_published", last),
-            evaluator_rejected=self.n_malformed, without_gt=self.n_without_gt + len(self.dets))
+            evaluator_rejected=self.n_malformed, without_gt=self.n_without_gt + len(self.dets),
+            arrived=len(self.arrived))
 
     def _on_end(self, msg: Any) -> None:
         if self.end_seq is None:
@@ -397,7 +400,8 @@ class EvaluatorNode(Node):
         }
 
     # ---- state kept across a restart ---------------------------------------------------
-    STATE_FIELDS = ("acc", "seen_seq", "evaluated", "rejected_gt", "max_gt_stamp", "max_seq",
+    STATE_FIELDS = ("acc", "seen_seq", "evaluated", "rejected_gt", "arrived", "max_gt_stamp",
+                    "max_seq",
                     "n_eval", "n_malformed", "n_without_gt", "n_pixels", "latency_ms",
                     "proc_ms", "t_first", "t_last",
                     "t_first_arrival", "detector_info", "op_threshold", "upstream",
@@ -495,8 +499,7 @@ class EvaluatorNode(Node):
             return False
         f = self.flow()
         lost_after = (self._upstream("scenes_published", "detector" if "detector" in
-                                     self.upstream else "scene_detector")
-                      - self.n_eval - self.n_malformed - self.n_without_gt - len(self.dets))
+                                     self.upstream else "scene_detector") - len(self.arrived))
         return (f is not None and f["lost_in_node"] == 0 and f["unaccounted"] == 0
                 and lost_after <= 0 and self._upstream("scene_queue_depth") == 0)
 

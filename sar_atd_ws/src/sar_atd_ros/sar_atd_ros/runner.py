@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from sar_atd.config import _deep_merge, load_yaml
-from sar_atd_ros.errors import GraphError
+from sar_atd_ros.errors import BAG_ERROR_EXIT, GraphError
 
 __all__ = ["DEFAULT_PARAMS", "NODE_MODULES", "GraphOptions", "run_graph", "ros_env",
            "stop_processes", "node_command", "format_summary", "node_params",
@@ -283,6 +283,8 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
         def check() -> None:
             for p in procs:
                 rc = p.popen.poll()
+                if p.name == "scene_player" and rc == BAG_ERROR_EXIT:
+                    continue  # damaged bag: the stream was ended, the rest completes
                 if rc not in (None, 0):
                     raise GraphError(f"node '{p.name}' failed (exit code {rc}): "
                                      f"{p.last_error()} (log: {p.log})")
@@ -326,6 +328,9 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
     out["restarts"] = restarts
     out["report_dir"] = str(report_dir)
     out["log_dir"] = str(log_dir)
+    player = by_name["scene_player"]
+    if player.popen.returncode == BAG_ERROR_EXIT:
+        out["player_error"] = player.last_error()
     return out
 
 
@@ -340,7 +345,10 @@ def format_summary(result: dict[str, Any]) -> str:
         f"detector {s.get('detector', '?')} ({s.get('backend', '?')}), model hash "
         f"{(s.get('model_hash') or '-')[:12]}",
         f"scenes: {s['scenes_evaluated']} evaluated / {s['scenes_published']} published, "
-        f"missing {s['scenes_missing']}, malformed {s['scenes_malformed']}",
+        f"missing {s['scenes_missing']}, malformed {s['scenes_malformed']}"
+        + (" (" + ", ".join(f"{k} {v}" for k, v in (s.get("scenes_missing_by_reason") or {}
+                                                   ).items() if v and k != "missing") + ")"
+           if s["scenes_missing"] else ""),
         f"throughput: {_f(s['scenes_per_s'], '.2f')} scenes/s, "
         f"{_f(s['megapixels_per_s'], '.2f')} MP/s",
         f"latency (scene stamp -> detections): p50 {_f(s['latency_p50_ms'], '.0f')} ms, "
@@ -349,6 +357,8 @@ def format_summary(result: dict[str, Any]) -> str:
         f"(precision {_f(s['precision'])}, recall {_f(s['recall'])} at score "
         f"{_f(s['operating_threshold'], '.3g')})",
         *([f"restarted: {result['restarts']}"] if result.get("restarts") else []),
+        *([f"bag replayed only in part: {result['player_error']}"]
+          if result.get("player_error") else []),
         f"report: {result['report_dir']}",
     ])
 

@@ -11,7 +11,12 @@ Pacing (``player.mode``): ``realtime`` (bag timing), ``speed`` (bag timing / ``s
 ``max_rate`` (as fast as possible) or ``lossless`` (the next scene goes out when the
 detections of the previous one arrived, so every scene is processed). ``rate_hz`` > 0
 replaces the bag timing by a fixed rate. Bags recorded by ``ros2 bag record`` with an
-Image topic replay too (ground truth optional).
+Image topic replay too (ground truth optional; a scene without one is logged and counted).
+
+A bag that turns out truncated or corrupt mid-way (or an mcap recording cut short, read
+record by record) is replayed up to the damage: the player logs how far it got (``read 7
+of ? scenes before: <why>``), publishes ``stream_end`` so the scenes already sent are
+processed and accounted for, and exits with code 3 (:data:`BAG_ERROR_EXIT`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from sar_atd_ros.common import (
     run_node,
     stamp_ns,
 )
-from sar_atd_ros.errors import BagError
+from sar_atd_ros.errors import BAG_ERROR_EXIT, BagError
 
 MODES = ("realtime", "speed", "max_rate", "lossless")
 
@@ -132,6 +137,7 @@ class ScenePlayer(Node):
         self.lossless_timeouts = 0
         self.gt_without_scene = 0
         self.scenes_without_gt = 0
+        self.bag_error = ""
         self.done = False
         self.exit_code = 0
         self._awaiting: int | None = None  # stamp (ns) whose detections lossless mode awaits
@@ -149,8 +155,16 @@ class ScenePlayer(Node):
         # 10 ms: the pacing resolution (scenes come seconds apart); a faster tick costs a
         # quarter of a core in executor overhead, taken from the detector on small machines
         self.timer = self.create_timer(0.01, self._tick)
-        self.get_logger().info(f"replaying {self.cfg.bag} ({self.stream.n_scenes} scenes, "
+        n = self.stream.n_scenes
+        self.get_logger().info(f"replaying {self.cfg.bag} ({'?' if n is None else n} scenes, "
                                f"mode {self.cfg.mode})")
+        self.has_gt = bool(getattr(self.stream, "gt_conns", True))
+        if not self.has_gt:
+            self.get_logger().warning(f"{self.cfg.bag} has no ground-truth topic: scenes are "
+                                      f"processed, none can be evaluated")
+        elif getattr(self.stream, "open_error", ""):
+            self.get_logger().warning(f"{self.cfg.bag}: {self.stream.open_error}; reading "
+                                      f"its records up to where the recording stops")
 
     # ---- events -----------------------------------------------------------------------
     def _events(self) -> Any:
@@ -164,7 +178,7 @@ class ScenePlayer(Node):
         return {"scenes_published": self.seq, "bytes_published": self.published_bytes,
                 "lossless_timeouts": self.lossless_timeouts, "mode": self.cfg.mode,
                 "scenes_without_ground_truth": self.scenes_without_gt,
-                "bag": self.cfg.bag}
+                "bag": self.cfg.bag, "bag_error": self.bag_error, "error": self.bag_error}
 
     def _on_detections(self, msg: Any) -> None:
         if self._awaiting is not None and stamp_ns(msg.header.stamp) == self._awaiting:
@@ -193,7 +207,13 @@ class ScenePlayer(Node):
             self._step()
         except BagError as err:
             self.get_logger().error(str(err))
-            self.exit_code, self.done = 1, True
+            if not self._started or self._end_at is not None:
+                self.exit_code, self.done = 1, True
+                return
+            # damaged bag mid-way: end the stream so what was sent is accounted for
+            self.bag_error, self.exit_code = str(err), BAG_ERROR_EXIT
+            self._pending = None
+            self._finish_stream()
 
     def _step(self) -> None:
         cfg = self.cfg
@@ -273,6 +293,10 @@ class ScenePlayer(Node):
             self.pub_gt.publish(gt)
         else:
             self.scenes_without_gt += 1
+            if self.has_gt:
+                self.get_logger().warning(f"scene {self.seq} (bag time {t_bag / 1e9:.3f} s) "
+                                          f"has no ground truth in the bag: it is processed, "
+                                          f"not evaluated")
         clock = self._Clock()
         clock.clock = Time(sec=t_bag // 1_000_000_000, nanosec=t_bag % 1_000_000_000)
         self.pub_clock.publish(clock)
@@ -286,7 +310,8 @@ class ScenePlayer(Node):
         from std_msgs.msg import UInt64
 
         self.pub_end.publish(UInt64(data=self.seq))
-        self.get_logger().info(f"bag ended: {self.seq} scenes published")
+        self.get_logger().info(f"bag ended{' early' if self.bag_error else ''}: {self.seq} "
+                               f"scenes published")
         self._end_at = time.monotonic() + self.cfg.linger_s
 
 
