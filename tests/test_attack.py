@@ -86,3 +86,26 @@ def test_eval_attack_refuses_cfar_only(tmp_path, mstar_chips, capsys) -> None:  
                "--no-progress"])
     assert rc == 1
     assert "white-box" in capsys.readouterr().err
+
+
+def test_attacked_scores_white_box_and_transfer_rows(tiny_model: torch.nn.Module) -> None:
+    """Two torch models of one architecture keep separate rows; CFAR is scored on the images
+    attacked against the first; epsilon 0 is the clean image; the measured change <= eps."""
+    from sar_atd.backends.torch_backend import TorchDetector
+    from sar_atd.evalset import EvalImage
+    from sar_atd.runtime import resolve_detector
+    from sar_atd_training.attacks import attacked_scores
+
+    im, boxes = _image()
+    dets = [("a.pt", TorchDetector(tiny_model, score_threshold=0.01, name="torch:r18")),
+            ("b.pt", TorchDetector(tiny_model, score_threshold=0.01, name="torch:r18")),
+            ("cfar", resolve_detector("cfar")[0])]
+    rows = list(attacked_scores(dets, [EvalImage("x", im, boxes)], "fgsm", [0.0, 2.0]))
+    keys = {(r["key"], r["epsilon"]) for r in rows}
+    assert len(rows) == 6 and len(keys) == 6
+    assert {r["key"] for r in rows if not r["white_box"]} == {
+        f"{dets[2][1].name} (transfer from torch:r18 [a.pt])"}
+    assert all(r["max_abs_perturbation"] == (0 if r["epsilon"] == 0 else 2) for r in rows)
+    assert all(0.0 <= r["AP50"] <= 1.0 for r in rows)
+    with pytest.raises(AttackError, match="white-box"):
+        next(attacked_scores(dets[2:], [EvalImage("x", im, boxes)], "fgsm", [2.0]))
