@@ -97,6 +97,39 @@ def test_checkpoint_round_trip_and_any_chip_size(tmp_path: Path) -> None:
         Segmenter.load(tmp_path / "none.pt")
 
 
+def test_sliding_window_inference(tmp_path: Path) -> None:
+    """Chips larger than the stored window are predicted in windows of that size: the result
+    is the average of the overlapping windows' own predictions; smaller chips are whole."""
+    from sar_atd_training.segmentation.model import _starts
+
+    assert _starts(40, 64) == [0] and _starts(96, 32) == [0, 16, 32, 48, 64]
+    assert _starts(70, 32) == [0, 16, 32, 38]
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(channels=(4, 8, 16))).eval()
+    path = save_segmenter(tmp_path / "seg.pt", model, {}, window=32)
+    seg = Segmenter.load(path)
+    assert seg.window == 32 and Segmenter.load(path, window=0).window is None
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (48, 40), dtype=np.uint8)
+    out = seg.predict_proba([big])[0]
+    whole = Segmenter(model).predict_proba([big])[0]
+    assert out.shape == (3, 48, 40) and not np.allclose(out, whole, atol=1e-3)
+    # hand-built average: rows 0-31 / 16-47 (stride 16), columns 0-31 / 8-39 (flush)
+    acc, cnt = np.zeros((3, 48, 40)), np.zeros((48, 40))
+    for y0 in (0, 16):
+        for x0 in (0, 8):
+            acc[:, y0:y0 + 32, x0:x0 + 32] += Segmenter(model).predict_proba(
+                [np.ascontiguousarray(big[y0:y0 + 32, x0:x0 + 32])])[0]
+            cnt[y0:y0 + 32, x0:x0 + 32] += 1
+    np.testing.assert_allclose(out, acc / cnt, atol=1e-5)
+    small = big[:24, :30]
+    np.testing.assert_allclose(seg.predict_proba([small])[0],
+                               Segmenter(model).predict_proba([small])[0], atol=1e-6)
+    # checkpoints without a stored window fall back to the recipe's vignette size
+    meta = {"record": {"recipe": {"data": {"overlay": {"image_size": 24}}}}}
+    assert Segmenter.load(save_segmenter(tmp_path / "old.pt", model, meta)).window == 24
+
+
 def test_vignette_labels_from_overlay_pipeline() -> None:
     """Target label = placed footprint, shadow label = shadow minus target, one target."""
     from sar_atd_training.clutter import BackgroundSet

@@ -58,6 +58,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=0, help="score a random subset of N chips (0: all)")
     p.add_argument("--seed", type=int, default=0, help="subset seed")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--window", type=int, default=-1,
+                   help="sliding-window side in pixels for chips larger than it (default: "
+                        "the model's training vignette size; 0: predict chips whole)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -79,6 +82,14 @@ def _select(chips: Path, n: int, seed: int, need_masks: bool) -> list:
         idx = np.sort(np.random.default_rng(seed).choice(len(recs), n, replace=False))
         recs = [recs[i] for i in idx]
     return recs
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - lazy import of the model module
+    from sar_atd_training.segmentation.model import Segmenter
+
+    if args.window < -1:
+        raise ValueError(f"--window must be >= 0 (or -1 for the model's), got {args.window}")
+    return Segmenter.load(args.model, device=args.device, window=args.window)
 
 
 def colour_labels(lab: np.ndarray) -> np.ndarray:
@@ -141,16 +152,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from sar_atd.atomic import atomic_dir, atomic_write_json, atomic_write_text
     from sar_atd_training.evaluation.runner import to_jsonable
-    from sar_atd_training.segmentation.model import Segmenter
     from sar_atd_training.segmentation.train import write_png
 
-    seg = Segmenter.load(args.model, device=args.device)
+    seg = _load(args)
     recs = _select(args.chips, args.n, args.seed, need_masks=True)
     with atomic_dir(_fresh(args.out)) as tmp:
         t0 = time.perf_counter()
         metrics, triples = evaluate_segmenter(seg, recs, progress=not args.no_progress)
         ms = (time.perf_counter() - t0) * 1e3 / len(recs)
         metrics.update({"chips": str(args.chips), "model": str(args.model),
+                        "window": seg.window,
                         "n_requested": args.n, "seed": args.seed, "ms_per_chip": ms})
         atomic_write_json(tmp / "metrics.json", to_jsonable(metrics))
         write_png(tmp / "examples.png", _sheet(triples, args.examples))
@@ -165,7 +176,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _report(m: dict) -> str:
     lines = ["# Segmenter on real chips (SARBake masks as truth)", "",
-             f"Chips: {m['n_chips']} from `{m['chips']}`; model `{m['model']}`.", "",
+             f"Chips: {m['n_chips']} from `{m['chips']}`; model `{m['model']}`; "
+             f"sliding window {m.get('window') or 'none (chips whole)'}.", "",
              "| aggregation | target IoU | target Dice | shadow IoU | shadow Dice |",
              "|---|---|---|---|---|"]
     for agg in ("pooled", "mean_over_chips"):
@@ -183,10 +195,9 @@ def _report(m: dict) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from sar_atd.atomic import atomic_dir
     from sar_atd.sar.chips import read_chip
-    from sar_atd_training.segmentation.model import Segmenter
     from sar_atd_training.segmentation.train import write_png
 
-    seg = Segmenter.load(args.model, device=args.device)
+    seg = _load(args)
     recs = _select(args.chips, args.n, args.seed, need_masks=False)
     with atomic_dir(_fresh(args.out)) as tmp:
         for r in recs:

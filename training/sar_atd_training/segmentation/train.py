@@ -50,6 +50,9 @@ class SegmenterConfig:
         threads: torch CPU threads.
         device: ``cpu`` or ``cuda``.
         log_interval: steps between log lines.
+        checkpoint_every: steps between snapshots ``checkpoint.pt`` in the output folder
+            (a loadable segmenter with its step in the metadata; 0: none), so that a long
+            run can be scored before it ends.
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -66,6 +69,7 @@ class SegmenterConfig:
     threads: int = 2
     device: str = "cpu"
     log_interval: int = 20
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -186,12 +190,17 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
             avg = float(np.mean(losses[-cfg.log_interval:]))
             bar.set_postfix(loss=f"{avg:.3f}")
             log.info("step %d/%d loss %.4f", step, cfg.steps, avg)
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
+                and step + 1 < cfg.steps:
+            save_segmenter(out / "checkpoint.pt", model, {"step": step + 1,
+                                                          "recipe": to_dict(cfg)},
+                           window=cfg.data.overlay.image_size)
     t_train = time.perf_counter() - t0
 
     model.eval()
     from sar_atd_training.segmentation.model import Segmenter
 
-    seg = Segmenter(model, device=dev)
+    seg = Segmenter(model, device=dev, window=cfg.data.overlay.image_size)
     preds = seg.predict(list(val_im))
     val = summarise([confusion(p, t) for p, t in zip(preds, val_lab)], CLASS_NAMES)
     record = {"recipe": to_dict(cfg), "steps": cfg.steps, "seed": cfg.seed,
@@ -209,7 +218,8 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
               "synthetic_validation": val}
     model.cpu()
     save_segmenter(out / "segmenter.pt", model, {"record": {k: v for k, v in record.items()
-                                                            if k != "loss_curve"}})
+                                                            if k != "loss_curve"}},
+                   window=cfg.data.overlay.image_size)
     atomic_write_json(out / "record.json", record)
     return record
 
