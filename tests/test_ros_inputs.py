@@ -73,25 +73,28 @@ class _Player:
             if st.name == "/sar/evaluator":
                 self.diag = {kv.key: kv.value for kv in st.values}
 
-    def send(self, boxes: list[float] | None) -> None:
-        """One good scene with ``boxes`` as its ground truth (None: no ground truth)."""
+    def send(self, boxes: list[float] | None, size: tuple[int, int] = (H, W),
+             scene: bool = True) -> None:
+        """One good scene with ``boxes`` as its ground truth (None: no ground truth);
+        ``scene`` False sends only the ground truth (a scene lost in transport)."""
         from sensor_msgs.msg import Image
 
         from sar_atd_ros.image import fill_image
 
         self.seq += 1
         rng = np.random.default_rng(self.seq)
-        a = rng.rayleigh(1.0, (H, W)).astype(np.float32)
+        a = rng.rayleigh(1.0, size).astype(np.float32)
         a[50:62, 70:95] *= 8.0
         img = fill_image(Image(), a)
         img.header.stamp = self.node.get_clock().now().to_msg()
         if boxes is not None:
             gt = self._GroundTruth(header=img.header, sequence=self.seq, scene_name=f"s{self.seq}",
-                                   scene_height=H, scene_width=W)
+                                   scene_height=size[0], scene_width=size[1])
             gt.boxes_px = [float(v) for v in boxes]
             gt.labels = ["target"] * (len(boxes) // 4)
             self.pub_gt.publish(gt)
-        self.pub_scene.publish(img)
+        if scene:
+            self.pub_scene.publish(img)
 
     def counter(self, key: str) -> int:
         return int(self.diag.get(key, -1))
@@ -177,6 +180,59 @@ def test_missing_and_malformed_ground_truth_are_counted_logged_and_survived(
     assert text.count("has no ground truth: not evaluated") == 1, text
     for name, _boxes, line in BAD_GT:
         assert text.count(line) == 1, f"{name}: '{line}' logged {text.count(line)} times"
+
+
+@pytest.mark.slow
+def test_overload_drops_and_transport_losses_are_told_apart_and_add_up(
+        tmp_path: Path) -> None:
+    """A scene whose ground truth came but which never reached the detector is lost in
+    transport; a burst of large scenes into a detector with a one-scene queue drops the
+    oldest ones (counted, one log line); the evaluator's reasons add up to every scene."""
+    from sar_atd_ros.runner import ros_env, stop_processes
+
+    env = ros_env()
+    det_log, eval_log = tmp_path / "scene_detector.log", tmp_path / "evaluator.log"
+    procs = [_start("sar_atd_ros.scene_detector",
+                    ["detector.model:=cfar", "detector.device:=cpu", "tiler.device:=cpu",
+                     "qos.scene.depth:=10", "node.queue_depth:=1"], det_log, env),
+             _start("sar_atd_ros.evaluator_node",
+                    ["report.exit_on_stream_end:=false", "report.publish_period_s:=0.2"],
+                    eval_log, env)]
+    player = _Player(int(env["ROS_DOMAIN_ID"]))
+
+    def logs() -> str:
+        return f"{det_log.read_text()[-1500:]}\n{eval_log.read_text()[-1500:]}"
+
+    try:
+        n = player.node
+        assert player.spin_until(lambda: n.count_subscribers("/sar/scene") >= 1
+                                 and n.count_publishers("/sar/detections") >= 1
+                                 and "scenes_evaluated" in player.diag, 90), logs()
+        player.send(GOOD_BOX)
+        assert player.spin_until(lambda: player.counter("scenes_evaluated") == 1, 60), logs()
+        player.send(GOOD_BOX, scene=False)  # lost on the way to the detector
+        for _ in range(6):
+            player.send(GOOD_BOX, size=(1024, 1024))
+
+        def settled() -> bool:  # the 7 scenes that reached the detector: done or dropped
+            return (player.counter("scenes_published") == 8
+                    and player.counter("scenes_evaluated")
+                    + player.counter("missing_dropped_overload") == 7
+                    and player.diag.get("missing_lost_in_node") == "0")
+
+        assert player.spin_until(settled, 120), f"{player.diag}\n{logs()}"
+        d = player.diag
+        assert int(d["missing_lost_in_transport"]) == 1, d
+        assert int(d["missing_dropped_overload"]) >= 1, d
+        assert int(d["scenes_missing"]) == 1 + int(d["missing_dropped_overload"]), d
+        assert d["missing_unaccounted"] == "0", d
+        assert all(p.poll() is None for p in procs), logs()
+    finally:
+        player.close()
+        stop_processes(procs, 30)
+    text = det_log.read_text()
+    assert "dropped (queue_full): queue full (depth 1)" in text
+    assert "Traceback" not in text
 
 
 def _truncated_bag(path: Path, n: int, keep: float) -> None:
