@@ -486,6 +486,41 @@ def test_launch_drives_the_detector_lifecycle() -> None:
     assert _calls(tree, "OnProcessStart"), "configure is not re-emitted for a respawn"
 
 
+def test_respawn_covers_the_nodes_sar_atd_run_restarts() -> None:
+    """Every long-running node the launch file starts is respawned (when ``respawn:=true``)
+    with the runner's restart delay, exactly the nodes ``sar-atd run --restarts`` restarts
+    (plus the launch-only multi-stream detector); the player is not respawned; a clean
+    evaluator exit ends the launch, a crash does not."""
+    tree, runner_tree = _tree(LAUNCH), _tree(RUNNER)
+    restartable = set(ast.literal_eval(_assigned(runner_tree, "RESTARTABLE")))
+    delay = ast.literal_eval(_assigned(runner_tree, "RESTART_DELAY_S"))
+    assert ast.literal_eval(_assigned(tree, "RESPAWN_DELAY_S")) == delay > 0
+    respawned, plain = set(), set()
+    for call in _node_calls(tree):
+        kw = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        exe = _const(call.args[0])
+        if "respawn" in kw:
+            assert kw["respawn"] == "respawn", (exe, kw)  # the launch argument
+            assert kw.get("respawn_delay") == "RESPAWN_DELAY_S", (exe, kw)
+            respawned.add(exe)
+        else:
+            plain.add(exe)
+    assert respawned == restartable | LAUNCH_ONLY
+    assert plain == {"scene_player"}
+    # the evaluator's exit handler: shutdown on a clean exit, respawn otherwise
+    handler = next(c for c in _calls(tree, "OnProcessExit")
+                   if any(ast.unparse(k.value) == "evaluator" for k in c.keywords))
+    on_exit = next(k.value for k in handler.keywords if k.arg == "on_exit")
+    assert isinstance(on_exit, ast.Name)
+    func = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                and n.name == on_exit.id)
+    source = ast.unparse(func)
+    assert "event.returncode == 0" in source and "Shutdown" in source
+    assert "RESTART_DELAY_S" in ast.unparse(next(
+        n for n in ast.walk(runner_tree) if isinstance(n, ast.FunctionDef)
+        and n.name == "run_graph"))
+
+
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_rendering_is_the_same_in_every_node_and_as_default(deployment: str) -> None:
     """Every tiler section of a deployment file renders scenes as default.yaml's

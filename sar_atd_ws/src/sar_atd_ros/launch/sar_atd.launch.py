@@ -29,7 +29,8 @@ Arguments (empty = keep the parameter file's value):
 ``layout``          ``scene_detector`` (tiler + detector in one process) or ``split``
 ``streams``         comma-separated stream namespaces sharing one ``multi_scene_detector``
                     (live input; replaces ``layout``, ``namespace`` and ``bag``)
-``respawn``         restart the tiler/detector processes when they die (``true``/``false``)
+``respawn``         restart the long-running nodes when they die (``true``/``false``): the
+                    detector side and the evaluator, ``RESPAWN_DELAY_S`` later
 ``report_dir``      evaluator report folder (empty: no report files)
 ``mode``            player mode: ``realtime`` | ``speed`` | ``max_rate`` | ``lossless``
 ``wait_for_model``  retry the detector's configure until its model file appears
@@ -41,6 +42,14 @@ lifecycle node started with ``node.autostart: false``: this file configures it w
 process starts (model load), activates it once configured, and on a failed configure
 either retries every 2 s (``wait_for_model:=true``) or stops the launch. A respawned
 process is configured and activated again the same way.
+
+Respawn (``respawn:=true``, the default) covers the nodes that run for the whole
+graph, the same set ``sar-atd run --restarts`` restarts (``runner.RESTARTABLE``), with the
+same delay: the detector side (``scene_detector``, or ``tiler`` + ``detector``, or
+``multi_scene_detector``) and the evaluator, which resumes from the state it saved with
+its last metrics update. An evaluator that exits cleanly (the replay is accounted for)
+ends the launch; one that dies is respawned. The player is not respawned: it would
+replay the bag from its start.
 
 Uses only ``launch``/``launch_ros`` APIs present from ROS 2 Humble on. Node names,
 executables, parameter names and topics are those of ``sar_atd_ros.runner`` (checked by
@@ -76,6 +85,8 @@ PACKAGE = "sar_atd_ros"
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 LAYOUTS = {"scene_detector": ("scene_detector",), "split": ("tiler", "detector")}
 TRUE = ("true", "1", "yes", "on")
+RESPAWN_DELAY_S = 2.0
+"""Seconds before a dead node is started again (``runner.RESTART_DELAY_S`` is the same)."""
 
 ARGUMENTS: list[tuple[str, Any, str]] = [
     ("bag", "", "rosbag2 folder/file to replay; empty: live input on scene_topic"),
@@ -89,7 +100,7 @@ ARGUMENTS: list[tuple[str, Any, str]] = [
     ("namespace", "/sar", "namespace of the graph (one per stream)"),
     ("layout", "scene_detector", "scene_detector (one process) | split (tiler + detector)"),
     ("streams", "", "comma-separated namespaces of live streams sharing one detector"),
-    ("respawn", "true", "restart the tiler/detector processes when they die"),
+    ("respawn", "true", "restart the detector side and the evaluator when they die"),
     ("report_dir", "", "evaluator report folder (empty: no report files)"),
     ("mode", "", "player mode: realtime | speed | max_rate | lossless; empty: params file"),
     ("wait_for_model", "false", "retry the detector's configure until its model file exists"),
@@ -188,19 +199,29 @@ def _graph(context: LaunchContext) -> list[Any]:
                                "with one launch each instead")
         multi_over = {**detector_over, "streams.namespaces": streams}
         return [*actions, *managed("multi_scene_detector", multi_over, respawn=respawn,
-                                   respawn_delay=2.0)]
+                                   respawn_delay=RESPAWN_DELAY_S)]
     if layout == "scene_detector":
         actions += managed("scene_detector", detector_over, remappings=remap, respawn=respawn,
-                           respawn_delay=2.0)
+                           respawn_delay=RESPAWN_DELAY_S)
     else:
         actions.append(node("tiler", tiler_over, remappings=remap, respawn=respawn,
-                            respawn_delay=2.0))
-        actions += managed("detector", detector_over, respawn=respawn, respawn_delay=2.0)
+                            respawn_delay=RESPAWN_DELAY_S))
+        actions += managed("detector", detector_over, respawn=respawn,
+                           respawn_delay=RESPAWN_DELAY_S)
     if bag:
         evaluator_over: dict[str, Any] = {"report.exit_on_stream_end": True}
         if report_dir:
             evaluator_over["report.dir"] = report_dir
-        evaluator = node("evaluator", evaluator_over)
+        evaluator = node("evaluator", evaluator_over, respawn=respawn,
+                         respawn_delay=RESPAWN_DELAY_S)
+
+        def evaluator_exit(event: Any, _context: LaunchContext) -> list[Any]:
+            """A clean exit ends the replay; a crash is respawned (when asked)."""
+            if event.returncode == 0 or not respawn:
+                return [EmitEvent(event=Shutdown(reason="evaluator finished"))]
+            return [LogInfo(msg=f"evaluator died (exit code {event.returncode}); respawned "
+                                f"in {RESPAWN_DELAY_S:g} s, resuming from its saved state")]
+
         player_over: dict[str, Any] = {"player.bag": bag, "player.wait_subscribers": 1,
                                        "player.wait_ground_truth_subscribers": 1,
                                        "player.wait_detections_publishers": 1}
@@ -210,9 +231,8 @@ def _graph(context: LaunchContext) -> list[Any]:
             evaluator,
             node("scene_player", player_over),
             # the replay is over once the evaluator has accounted for every scene
-            RegisterEventHandler(OnProcessExit(
-                target_action=evaluator,
-                on_exit=[EmitEvent(event=Shutdown(reason="evaluator finished"))])),
+            RegisterEventHandler(OnProcessExit(target_action=evaluator,
+                                               on_exit=evaluator_exit)),
         ]
     return actions
 

@@ -56,7 +56,9 @@ file, e.g. ``models/default.pt``, are looked up there when absent from the worki
 LAYOUTS = {"scene_detector": ["scene_detector"], "split": ["tiler", "detector"]}
 RESTARTABLE = ("scene_detector", "tiler", "detector", "evaluator")
 """Nodes ``sar-atd run`` restarts when they die mid-stream (the evaluator resumes from its
-saved state; the launch file respawns the detector side)."""
+saved state); the launch file respawns the same nodes (``respawn:=true``)."""
+RESTART_DELAY_S = 2.0
+"""Seconds before a dead node is started again (the launch file's ``RESPAWN_DELAY_S``)."""
 
 
 @dataclass
@@ -299,8 +301,9 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
                     continue
                 restarts[p.name] = restarts.get(p.name, 0) + 1
                 print(f"sar-atd run: node '{p.name}' died (exit code {rc}): "
-                      f"{p.last_error()}; restart {restarts[p.name]}/{opts.restarts}",
-                      file=sys.stderr, flush=True)
+                      f"{p.last_error()}; restart {restarts[p.name]}/{opts.restarts} in "
+                      f"{RESTART_DELAY_S:g} s", file=sys.stderr, flush=True)
+                time.sleep(RESTART_DELAY_S)
                 with open(p.log, "ab") as fh:
                     p.popen = subprocess.Popen(node_command(p.name, params_file,
                                                             opts.namespace),
