@@ -1,7 +1,8 @@
 """Several SAR streams through one detector (``multi_scene_detector``).
 
 * the cross-stream batcher (tiles of several scenes in shared inference batches) gives each
-  scene exactly the detections of ``SceneDetector.detect`` on it alone;
+  scene exactly the detections of ``SceneDetector.detect`` on it alone, with its own
+  stream's geometry (pixel spacing, radar side), or refuses that scene alone;
 * over DDS, two streams (namespaces) into one live node: each stream's detections come
   back on its own topic and equal the in-process ones of its own scene.
 """
@@ -62,6 +63,52 @@ def test_cross_stream_batches_equal_one_scene_at_a_time(batch_size: int) -> None
         np.testing.assert_array_equal(got.tile_index, want.tile_index)
         assert (got.n_tiles, got.n_raw, got.scene_hw) == (want.n_tiles, want.n_raw,
                                                           want.scene_hw)
+
+
+def test_cross_stream_batches_keep_each_streams_geometry() -> None:
+    """Scenes of different pixel spacings and radar sides in one batch: each gets the
+    detections ``SceneDetector.detect`` gives it with its own geometry (resampled/rotated
+    to the model's record and back), and a geometry out of reach is refused for that
+    scene alone, before any tile joins the batch."""
+    from sar_atd.scene import GeometryError
+    from sar_atd_ros.multistream import CrossStreamBatcher
+
+    sd = _scene_detector(8)
+    model_sp = tuple(getattr(sd.info, "pixel_spacing_m", (0.2021, 0.2031)))
+    scenes = _scenes()
+    geoms = [((2 * model_sp[0], 2 * model_sp[1]), None),  # coarser: resampled up
+             (None, "left"),                               # rotated a quarter turn
+             ((0.5 * model_sp[0], model_sp[1]), "top")]    # both
+    batcher = CrossStreamBatcher(sd)
+    together = batcher.detect(scenes, geoms)
+    for scene, (sp, orient), got in zip(scenes, geoms, together):
+        want = sd.detect(scene, sp, orient)
+        assert len(want) > 0 and got.scene_hw == scene.shape
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        np.testing.assert_array_equal(got.scores, want.scores)
+    # CFAR finds the same boxes in a rotated scene, but in other tiles: it was rotated
+    np.testing.assert_array_equal(together[1].tile_index, sd.detect(scenes[1], None,
+                                                                     "left").tile_index)
+    assert not np.array_equal(together[1].tile_index, sd.detect(scenes[1]).tile_index)
+    with pytest.raises(GeometryError, match="too far from the model's"):
+        batcher.prepare(scenes[0], (100 * model_sp[0], model_sp[1]), None)
+
+
+def test_streams_config_geometry_per_stream() -> None:
+    from sar_atd_ros.multistream import StreamsConfig
+
+    cfg = StreamsConfig(namespaces=("/a", "/b"), pixel_spacing_m=(0.3, 0.3, 0.0, 0.0),
+                        orientations=("left", ""))
+    assert cfg.geometry(0, (None, None)) == ((0.3, 0.3), "left")
+    assert cfg.geometry(1, ((0.1, 0.1), "top")) == (None, None)  # 0, 0 / "" = the model's
+    assert StreamsConfig(namespaces=("/a",)).geometry(0, ((0.1, 0.1), "top")) == (
+        (0.1, 0.1), "top")  # node-level values when no per-stream lists
+    with pytest.raises(ValueError, match="two values .* per stream"):
+        StreamsConfig(namespaces=("/a", "/b"), pixel_spacing_m=(0.3, 0.3))
+    with pytest.raises(ValueError, match="one per stream"):
+        StreamsConfig(namespaces=("/a", "/b"), orientations=("left",))
+    with pytest.raises(ValueError, match="orientations must be"):
+        StreamsConfig(namespaces=("/a",), orientations=("up",))
 
 
 @pytest.mark.slow

@@ -268,9 +268,16 @@ class SceneDetector:
             SceneInputError: a malformed scene; GeometryError: geometry out of reach.
         """
         prepared = self.tiler.prepare(scene)
+        model_scene, k, scale = self._geometry(prepared, pixel_spacing_m, orientation)
+        return self.to_scene_frame(self.detect_batches(self.tiler.batches(model_scene)),
+                                   prepared, k, scale)
+
+    def to_scene_frame(self, out: SceneDetections, prepared: PreparedScene, k: int,
+                       scale: tuple[float, float]) -> SceneDetections:
+        """Detections made in the model's geometry (``_geometry``: ``k`` quarter turns,
+        ``scale`` (sy, sx)) brought back to the pixels of the scene ``prepared``."""
         h, w = prepared.hw
-        model_scene, k, (sy, sx) = self._geometry(prepared, pixel_spacing_m, orientation)
-        out = self.detect_batches(self.tiler.batches(model_scene))
+        sy, sx = scale
         boxes = out.boxes.copy()
         if (sy, sx) != (1.0, 1.0):
             boxes[:, 0::2] /= sx

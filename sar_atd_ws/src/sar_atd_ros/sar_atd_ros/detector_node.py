@@ -130,6 +130,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         self.vision_pub: Any = None
         self._Msg = SceneDetections
         self.n_in = self.n_out = self.n_malformed = self.n_boxes = self.n_nonfinite = 0
+        self.n_geometry = 0  # of the malformed: geometry out of the model's reach
         self.last_error = ""
         self.proc_ms: list[float] = []
         self.done = False
@@ -206,6 +207,7 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         return {"scenes_received": self.n_in, "scenes_published": self.n_out,
                 "scenes_malformed": self.n_malformed, "boxes_published": self.n_boxes,
                 "scenes_nonfinite": self.n_nonfinite,
+                "scenes_rejected_geometry": self.n_geometry,
                 "processing_ms_p50": f"{ms[len(ms) // 2]:.1f}" if ms else "",
                 "lifecycle_state": self.state_label,
                 f"{self.INPUT}_qos_depth": self.qos[self.INPUT].depth,
@@ -214,7 +216,10 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
                 "warn": self.last_error}
 
     def _reject(self, what: str, err: Exception) -> None:
+        from sar_atd.scene import GeometryError
+
         self.n_malformed += 1
+        self.n_geometry += isinstance(err, GeometryError)
         self.last_error = f"{what}: {err}"
         self.get_logger().error(f"rejected {what}: {err}")
 

@@ -9,8 +9,15 @@ serves several streams, then each scene's boxes are merged across its own seams 
 
 Each stream keeps at most ``streams.max_queue`` scenes waiting; a scene arriving at a full
 queue pushes the oldest out, which is counted per stream (``dropped_<stream>`` on
-``/diagnostics``) and logged. Scenes are taken in the model's own geometry (the node's
-``pixel_spacing_m``/``orientation`` must stay unset here).
+``/diagnostics``) and logged.
+
+Geometry per stream, with the contract of ``scene_detector``: ``streams.pixel_spacing_m``
+(two values per stream, row then column metres; 0, 0 = the model's) and
+``streams.orientations`` (the radar side per stream; "" = the model's) bring each scene to
+the model's record (rotated, resampled) before its tiles join the shared batches, and its
+boxes back to its own pixels; a scene whose geometry is out of reach is refused, logged
+and counted (``rejected_<stream>``, ``scenes_rejected_geometry``). Without the per-stream
+lists, the node's ``node.pixel_spacing_m``/``node.orientation`` apply to every stream.
 
 It is a managed lifecycle node like ``scene_detector`` (:mod:`sar_atd_ros.lifecycle`).
 """
@@ -48,6 +55,10 @@ class _Replay:
         return out
 
 
+Geometry = tuple[tuple[float, float] | None, str | None]
+"""(pixel spacing (row, column) m or None, radar side or None) of one scene."""
+
+
 class CrossStreamBatcher:
     """Detect several scenes at once, their tiles batched together.
 
@@ -59,17 +70,37 @@ class CrossStreamBatcher:
     def __init__(self, scene_detector: Any) -> None:
         self.sd = scene_detector
 
-    @torch.inference_mode()
-    def detect(self, scenes: list[np.ndarray]) -> list[Any]:
-        """Detections of each scene (the same as ``SceneDetector.detect`` on each, with the
-        model's own geometry).
+    def prepare(self, scene: np.ndarray, pixel_spacing_m: Any = None,
+                orientation: str | None = None) -> tuple[Any, Any, int, tuple[float, float]]:
+        """Render one scene and bring it to the model's geometry (as
+        ``SceneDetector.detect`` does): (prepared scene, scene in model geometry, quarter
+        turns, (sy, sx) scale).
+
+        Raises:
+            SceneInputError: a malformed scene; GeometryError: geometry out of reach.
+        """
+        prepared = self.sd.tiler.prepare(scene)
+        model_scene, k, scale = self.sd._geometry(prepared, pixel_spacing_m, orientation)
+        return prepared, model_scene, k, scale
+
+    def detect(self, scenes: list[np.ndarray],
+               geometries: list[Geometry] | None = None) -> list[Any]:
+        """Detections of each scene (the same as ``SceneDetector.detect`` on each, with its
+        geometry; None = the model's for every scene).
 
         Raises:
             SceneInputError: a malformed scene (no other scene is processed then).
         """
+        geoms = geometries or [(None, None)] * len(scenes)
+        return self.detect_prepared([self.prepare(s, *g) for s, g in zip(scenes, geoms,
+                                                                         strict=True)])
+
+    @torch.inference_mode()
+    def detect_prepared(self, prepped: list[tuple[Any, Any, int, tuple[float, float]]]
+                        ) -> list[Any]:
+        """Detections of scenes from :meth:`prepare`, their tiles inferred together."""
         sd = self.sd
-        prepared = [sd.tiler.prepare(s) for s in scenes]
-        batches = [list(sd.tiler.batches(p)) for p in prepared]
+        batches = [list(sd.tiler.batches(m)) for _p, m, _k, _s in prepped]
         # tiles of every (scene, batch), grouped by tile shape, inferred batch_size at once
         flat = [(si, bi) for si, bs in enumerate(batches) for bi in range(len(bs))]
         results: dict[tuple[int, int], list[Detections]] = {}
@@ -87,15 +118,10 @@ class CrossStreamBatcher:
             for key in keys:
                 results[key] = [d for d, o in zip(dets, owners) if o == key]
         out = []
-        for si, (p, bl) in enumerate(zip(prepared, batches)):
+        for si, ((p, _m, k, scale), bl) in enumerate(zip(prepped, batches)):
             replay = copy.copy(sd)
             replay.detector = _Replay([results[(si, bi)] for bi in range(len(bl))])
-            d = replay.detect_batches(bl)
-            h, w = p.hw
-            d.boxes[:, 0::2] = np.clip(d.boxes[:, 0::2], 0, w)
-            d.boxes[:, 1::2] = np.clip(d.boxes[:, 1::2], 0, h)
-            d.scene_hw, d.n_nonfinite = (h, w), p.n_nonfinite
-            out.append(d)
+            out.append(sd.to_scene_frame(replay.detect_batches(bl), p, k, scale))
         return out
 
 
@@ -107,11 +133,18 @@ class StreamsConfig:
         namespaces: one namespace per stream (absolute, e.g. ``/sar1``).
         max_queue: scenes kept waiting per stream (the oldest is dropped and counted).
         period_s: how often waiting scenes are collected into one cross-stream batch.
+        pixel_spacing_m: (row, column) metres per pixel of each stream, flattened: two
+            values per namespace (0, 0 = the model's); empty = ``node.pixel_spacing_m``
+            for every stream.
+        orientations: radar side of each stream's scenes (``bottom`` | ``left`` | ``top``
+            | ``right``; "" = the model's); empty = ``node.orientation`` for every stream.
     """
 
     namespaces: tuple[str, ...] = ("/sar1", "/sar2")
     max_queue: int = 2
     period_s: float = 0.005
+    pixel_spacing_m: tuple[float, ...] = ()
+    orientations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.namespaces or not all(n.startswith("/") for n in self.namespaces):
@@ -122,6 +155,29 @@ class StreamsConfig:
             raise ValueError(f"max_queue must be >= 1, got {self.max_queue}")
         if not self.period_s > 0:
             raise ValueError(f"period_s must be > 0, got {self.period_s}")
+        n = len(self.namespaces)
+        if self.pixel_spacing_m and len(self.pixel_spacing_m) != 2 * n:
+            raise ValueError(f"pixel_spacing_m needs two values (row, column m) per stream: "
+                             f"{2 * n} for {n} streams, got {len(self.pixel_spacing_m)}")
+        if any(not v >= 0 for v in self.pixel_spacing_m):
+            raise ValueError(f"pixel_spacing_m must be >= 0, got {self.pixel_spacing_m}")
+        if self.orientations and len(self.orientations) != n:
+            raise ValueError(f"orientations needs one per stream ({n}), got "
+                             f"{len(self.orientations)}")
+        bad = [o for o in self.orientations if o not in ("", "bottom", "left", "top", "right")]
+        if bad:
+            raise ValueError(f"orientations must be '', bottom, left, top or right, got {bad}")
+
+    def geometry(self, i: int, default: Geometry) -> Geometry:
+        """(spacing or None, orientation or None) of stream ``i`` (``default`` where the
+        per-stream lists are empty)."""
+        sp, orient = default
+        if self.pixel_spacing_m:
+            pair = (float(self.pixel_spacing_m[2 * i]), float(self.pixel_spacing_m[2 * i + 1]))
+            sp = pair if all(v > 0 for v in pair) else None
+        if self.orientations:
+            orient = self.orientations[i] or None
+        return sp, orient
 
 
 class MultiStreamDetectorNode(_DetectorBase):
@@ -135,10 +191,10 @@ class MultiStreamDetectorNode(_DetectorBase):
         from sar_atd_ros.common import read_section
 
         self.streams = read_section(self, StreamsConfig, "streams")
-        if self._spacing() is not None or self.node_cfg.orientation:
-            raise SarAtdError("multi_scene_detector takes scenes in the model's geometry: "
-                              "leave node.pixel_spacing_m and node.orientation unset")
         ns = self.streams.namespaces
+        default = (self._spacing(), self.node_cfg.orientation or None)
+        self.geometries = {n: self.streams.geometry(i, default) for i, n in enumerate(ns)}
+        self.rejected = dict.fromkeys(ns, 0)
         self.queues: dict[str, deque] = {n: deque() for n in ns}
         self.dropped = dict.fromkeys(ns, 0)
         self.received = dict.fromkeys(ns, 0)
@@ -187,25 +243,28 @@ class MultiStreamDetectorNode(_DetectorBase):
                  if self.queues[n]]
         if not taken:
             return
-        good, scenes = [], []
+        batcher = CrossStreamBatcher(self.scene_detector)
+        good, prepped = [], []
         for n, msg, t0 in taken:
             self.n_in += 1
             try:
-                scenes.append(image_to_array(msg, self.node_cfg.max_scene_pixels))
+                scene = image_to_array(msg, self.node_cfg.max_scene_pixels)
+                prepped.append(batcher.prepare(scene, *self.geometries[n]))
                 good.append((n, msg, t0))
             except (SarAtdError, ValueError) as err:
+                self.rejected[n] += 1
                 self._reject(f"{n} scene", err)
-        if not scenes:
+        if not prepped:
             return
-        batcher = CrossStreamBatcher(self.scene_detector)
         try:
-            dets: list[Any] = batcher.detect(scenes)
+            dets: list[Any] = batcher.detect_prepared(prepped)
         except (SarAtdError, ValueError):  # a scene the tiler refuses: one by one then
             dets = []
-            for (n, _m, _t), s in zip(good, scenes):
+            for (n, _m, _t), p in zip(good, prepped):
                 try:
-                    dets.append(batcher.detect([s])[0])
+                    dets.append(batcher.detect_prepared([p])[0])
                 except (SarAtdError, ValueError) as err:
+                    self.rejected[n] += 1
                     self._reject(f"{n} scene", err)
                     dets.append(None)
         self.batches_run += 1
@@ -222,6 +281,7 @@ class MultiStreamDetectorNode(_DetectorBase):
             vals[f"received_{s}"] = self.received[n]
             vals[f"published_{s}"] = self.published[n]
             vals[f"dropped_{s}"] = self.dropped[n]
+            vals[f"rejected_{s}"] = self.rejected[n]
             vals[f"queue_{s}"] = len(self.queues[n])
         vals["cross_stream_batches"] = self.batches_run
         return vals
