@@ -63,15 +63,18 @@ class _Player:
         self.dets: list[Any] = []
         self.node.create_subscription(SceneDetections, "/sar/detections", self.dets.append,
                                       transient)
-        self.diag: dict[str, str] = {}
+        self.diag: dict[str, str] = {}  # the evaluator's
+        self.diags: dict[str, dict[str, str]] = {}  # every node's, by full name
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.seq = 0
         self._GroundTruth = GroundTruth
 
     def _on_diag(self, msg: Any) -> None:
         for st in msg.status:
+            self.diags[st.name] = {kv.key: kv.value for kv in st.values} | {
+                "message": st.message}
             if st.name == "/sar/evaluator":
-                self.diag = {kv.key: kv.value for kv in st.values}
+                self.diag = self.diags[st.name]
 
     def send(self, boxes: list[float] | None, size: tuple[int, int] = (H, W),
              scene: bool = True) -> None:
@@ -233,6 +236,41 @@ def test_overload_drops_and_transport_losses_are_told_apart_and_add_up(
     text = det_log.read_text()
     assert "dropped (queue_full): queue full (depth 1)" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_tiler_diagnostics_carry_queues_and_every_counter(tmp_path: Path) -> None:
+    """A live tiler: a good and a malformed scene; /diagnostics carries its counters, its
+    queue (depth, limit, drops) and QoS depths, and the rejection as a warning."""
+    from sar_atd_ros.runner import ros_env, stop_processes
+    from tests.test_faults import _image
+
+    env = ros_env()
+    log = tmp_path / "tiler.log"
+    proc = _start("sar_atd_ros.tiler_node", ["tiler.device:=cpu", "tiler.tile_size:=128",
+                                             "tiler.overlap:=32", "node.queue_depth:=3"],
+                  log, env)
+    player = _Player(int(env["ROS_DOMAIN_ID"]))
+    try:
+        assert player.spin_until(lambda: player.node.count_subscribers("/sar/scene") >= 1,
+                                 60), log.read_text()
+        player.send(None)
+        player.pub_scene.publish(_image(0, 16, "32FC1", 64, b""))  # zero size: refused
+        assert player.spin_until(lambda: player.diags.get("/sar/tiler", {}).get(
+            "scenes_received") == "2" and player.diags["/sar/tiler"].get(
+            "scenes_malformed") == "1", 60), f"{player.diags}\n{log.read_text()}"
+        d = player.diags["/sar/tiler"]
+        assert d["scenes_published"] == "1" and int(d["batches_published"]) >= 1
+        assert d["scene_queue_limit"] == "3" and d["scene_queue_depth"] == "0"
+        for key in ("scene_queue_peak", "scene_queue_wait_max_ms", "scenes_dropped_queue_full",
+                    "scenes_dropped_stale", "scenes_dropped_stopped", "scene_qos_depth",
+                    "tiles_qos_depth", "processing_ms_p50", "device"):
+            assert key in d, key
+        assert "zero size" in d["message"]
+    finally:
+        player.close()
+        stop_processes([proc], 30)
+    assert "Traceback" not in log.read_text()
 
 
 def _truncated_bag(path: Path, n: int, keep: float) -> None:
