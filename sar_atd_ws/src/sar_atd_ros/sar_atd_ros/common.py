@@ -12,9 +12,13 @@ QoS (every topic relative to the node's namespace, default ``/sar``), each overr
 ================  ============  =====  ==================================================
 topic             reliability   depth  why
 ================  ============  =====  ==================================================
-``scene``         reliable      2      large images; keep-last 2 bounds latency when the
-                                       detector is slower than the input (older scenes are
-                                       dropped in DDS and show as sequence gaps)
+``scene``         reliable      2      large images; the node drains it at once into its
+                                       own bounded queue (``node.queue_depth``), which
+                                       drops the oldest scene when the detector is slower
+                                       than the input and counts it with the reason;
+                                       keep-last 2 here only bounds what a stalled
+                                       executor leaves in DDS (a sequence gap: lost in
+                                       transport)
 ``tiles``         reliable,     16     a scene's batches must all arrive to be merged
                   transient
 ``detections``    reliable,     50     small; the evaluator must see every one, even when
