@@ -115,7 +115,7 @@ def run(bag: Path, work: Path, detector: str, mode: str, tag: str,
     """One graph run; ``on_running(domain_id)`` is called in a thread while it runs."""
     from sar_atd_ros.runner import GraphOptions, run_graph
 
-    overrides: dict[str, Any] = {"evaluator": {"report": {"drain_timeout_s": 5.0,
+    overrides: dict[str, Any] = {"evaluator": {"report": {"drain_timeout_s": 20.0,
                                                           "n_examples": 0,
                                                           **(evaluator or {})}}}
     if player:

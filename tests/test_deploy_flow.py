@@ -101,3 +101,31 @@ def test_inconsistent_counters_show_as_unaccounted() -> None:
     # the topic): no reason fits, so the difference stays visible instead of absorbed
     f = account_scenes(10, 10, received=15, dropped=5, rejected=0, node_published=10)
     assert f["unaccounted"] == -5
+
+
+def test_evaluator_state_stays_compact_with_many_false_alarms() -> None:
+    """The streaming metric state of a scene with hundreds of false alarms holds their
+    float32 scores and only the IoU rows of boxes touching a target, and its metrics
+    are still exactly ``evaluate``'s."""
+    import numpy as np
+
+    from sar_atd.metrics import evaluate
+    from sar_atd.streaming import MetricAccumulator
+
+    rng = np.random.default_rng(0)
+    acc = MetricAccumulator((0.25, 0.5, 0.7))
+    preds, gts = [], []
+    for _ in range(20):
+        gt = np.array([[10, 10, 40, 30], [100, 100, 130, 120], [200, 50, 230, 70]], np.float32)
+        xy = rng.uniform(300, 2000, (500, 2)).astype(np.float32)  # far from every target
+        boxes = np.concatenate([gt + rng.normal(0, 2, gt.shape).astype(np.float32),
+                                np.concatenate([xy, xy + 20], axis=1)])
+        scores = rng.uniform(0, 1, len(boxes)).astype(np.float32)
+        preds.append((boxes, scores))
+        gts.append(gt)
+        acc.update((boxes, scores), gt)
+    assert acc.nbytes() <= 20 * (4 * 503 + 8 * 3 * 3 + 4 * 3)  # not 8 x 503 x 3 per scene
+    want = evaluate(preds, gts, iou_thresholds=(0.25, 0.5, 0.7))
+    got = acc.compute()
+    for key in ("AP25", "AP50", "AP70", "ap_50_95", "n_gt", "n_pred"):
+        assert got[key] == want[key], key

@@ -1,9 +1,12 @@
 """Streaming evaluation: per-image updates, metrics any time, equal to ``metrics.evaluate``.
 
 :class:`MetricAccumulator` keeps, per image, only what the metrics need: the prediction
-scores (float32, N) and the prediction x ground-truth IoU matrix (float64, N x M), about
-``8 N + 8 N M`` bytes (a few hundred bytes for a scene with a few targets); images, boxes
-and pixels are not kept. ``compute()`` gives exactly :func:`sar_atd.metrics.evaluate` on
+scores (N, float32 when that is exact, as for scores sent as float32, else float64) and
+the rows of the prediction x ground-truth IoU matrix (float64) of the predictions that
+overlap a ground-truth box at all (a prediction overlapping none can never match), about
+``4 N + 8 K M`` bytes for K overlapping predictions (a few hundred bytes for a scene with
+a few targets, even with hundreds of false alarms); images, boxes and pixels are not kept.
+``compute()`` gives exactly :func:`sar_atd.metrics.evaluate` on
 the same images in the same order.
 """
 
@@ -48,7 +51,8 @@ class MetricAccumulator:
     def reset(self) -> None:
         """Forget every image."""
         self._scores: list[np.ndarray] = []
-        self._ious: list[np.ndarray] = []
+        # per image: (N, M, rows of predictions overlapping any ground truth, their IoUs)
+        self._ious: list[tuple[int, int, np.ndarray, np.ndarray]] = []
         self.n_gt = 0
         self.n_pred = 0
         self._cache: dict | None = None
@@ -66,8 +70,12 @@ class MetricAccumulator:
         i = self.n_images
         b, s = _as_pred(pred, i)
         g = as_boxes(gt_boxes, f"ground-truth boxes of image {i}")
-        self._scores.append(s)
-        self._ious.append(box_iou(b, g))
+        s32 = s.astype(np.float32)
+        self._scores.append(s32 if np.array_equal(s32, s) else s)
+        iou = box_iou(b, g)
+        rows = (np.flatnonzero(iou.any(axis=1)).astype(np.int32) if iou.size
+                else np.zeros(0, np.int32))
+        self._ious.append((len(b), len(g), rows, iou[rows]))
         self.n_gt += len(g)
         self.n_pred += len(b)
         self._cache = None
@@ -80,14 +88,22 @@ class MetricAccumulator:
         treat the returned dict as read-only.
         """
         if self._cache is None:
-            prep = _Prepared(scores=list(self._scores),
-                             orders=[score_order(s) for s in self._scores],
-                             ious=list(self._ious), n_gt=self.n_gt, n_pred=self.n_pred)
+            scores = [s.astype(np.float64) for s in self._scores]
+            prep = _Prepared(scores=scores, orders=[score_order(s) for s in scores],
+                             ious=[self._dense(i) for i in range(self.n_images)],
+                             n_gt=self.n_gt, n_pred=self.n_pred)
             self._cache = evaluate_prepared(prep, self.n_images, self.iou_thresholds,
                                             self.ap_iou_thresholds, self.method)
         return self._cache
 
+    def _dense(self, i: int) -> np.ndarray:
+        """(N, M) float64 IoU matrix of image ``i`` (zeros where nothing overlaps)."""
+        n, m, rows, sub = self._ious[i]
+        out = np.zeros((n, m), np.float64)
+        out[rows] = sub
+        return out
+
     def nbytes(self) -> int:
         """Bytes held by the per-image records."""
-        return int(sum(s.nbytes + m.nbytes for s, m in zip(self._scores, self._ious,
-                                                            strict=True)))
+        return int(sum(s.nbytes + r.nbytes + m.nbytes for s, (_n, _m, r, m) in
+                       zip(self._scores, self._ious, strict=True)))
