@@ -267,7 +267,7 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
           f"{max(loads, default=float('nan')):.1f}, nproc {os.cpu_count()}):")
     for k, smp in samples.items():
         t_start = smp[0][0] if smp else 0.0
-        warm = [r for t, r in smp if t - t_start >= 60.0]
+        warm = [r for t, r in smp if t - t_start >= 60.0 and r > 0]  # 0: process exiting
         if len(warm) < 2:
             print(f"{k}: too few RSS samples after the 60 s warm-up: growth not measured")
             continue

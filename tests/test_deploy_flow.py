@@ -129,3 +129,16 @@ def test_evaluator_state_stays_compact_with_many_false_alarms() -> None:
     got = acc.compute()
     for key in ("AP25", "AP50", "AP70", "ap_50_95", "n_gt", "n_pred"):
         assert got[key] == want[key], key
+    # running figures: thinned curves, exact AP and exact precision/recall at a threshold
+    thin = acc.compute(curve_points=100)
+    assert thin["AP50"] == want["AP50"] and thin["operating_points"] == want[
+        "operating_points"]
+    curve = want["pr_curves"]["0.50"]
+    assert len(thin["pr_curves"]["0.50"]["scores"]) == 100 < len(curve["scores"])
+    assert thin["pr_curves"]["0.50"]["scores"][-1] == curve["scores"][-1]
+    k = int(np.sum(np.asarray(curve["scores"]) >= 0.5)) - 1
+    assert acc.precision_recall_at(0.5) == (curve["precision"][k], curve["recall"][k])
+    # the saved state leaves the cached result out
+    import pickle
+
+    assert len(pickle.dumps(acc)) < 2 * acc.nbytes() + 10_000

@@ -309,9 +309,14 @@ def evaluate(preds: Sequence[PredLike], gts: Sequence[np.ndarray],
 def evaluate_prepared(prep: _Prepared, n_images: int,
                       iou_thresholds: Sequence[float] = (0.25, 0.5),
                       ap_iou_thresholds: Sequence[float] = DEFAULT_AP_IOU_THRESHOLDS,
-                      method: str = "all-point") -> dict:
+                      method: str = "all-point", curve_points: int | None = None) -> dict:
     """:func:`evaluate` on inputs already reduced to per-image scores and IoU matrices
-    (used by :class:`sar_atd.streaming.MetricAccumulator`)."""
+    (used by :class:`sar_atd.streaming.MetricAccumulator`).
+
+    ``curve_points`` (None = every prediction) keeps at most that many evenly spaced points
+    of each PR curve in the result (the last included): a long stream's curves would
+    otherwise hold three Python floats per prediction. AP values and operating points are
+    computed on the full curves either way."""
     if method not in ("all-point", "coco101"):
         raise ValueError(f"unknown AP method {method!r}: expected 'all-point' or 'coco101'")
     named = sorted({_check_threshold(t) for t in (*iou_thresholds, 0.7)})
@@ -322,8 +327,10 @@ def evaluate_prepared(prep: _Prepared, n_images: int,
         out[ap_key(t)] = _ap(prep, t, method)
         precision, recall, scores, tps = _curve(prep, t)
         key = f"{t:.2f}"
-        pr_curves[key] = {"precision": precision.tolist(), "recall": recall.tolist(),
-                          "scores": scores.tolist()}
+        keep = (np.unique(np.linspace(0, len(scores) - 1, curve_points).round().astype(int))
+                if curve_points is not None and len(scores) > curve_points else slice(None))
+        pr_curves[key] = {"precision": precision[keep].tolist(),
+                          "recall": recall[keep].tolist(), "scores": scores[keep].tolist()}
         max_rec[key] = float(recall[-1]) if len(recall) else (0.0 if prep.n_gt else
                                                                float("nan"))
         if len(precision) and prep.n_gt:

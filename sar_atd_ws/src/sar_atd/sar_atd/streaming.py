@@ -55,7 +55,7 @@ class MetricAccumulator:
         self._ious: list[tuple[int, int, np.ndarray, np.ndarray]] = []
         self.n_gt = 0
         self.n_pred = 0
-        self._cache: dict | None = None
+        self._cache: tuple[int | None, dict] | None = None
 
     @property
     def n_images(self) -> int:
@@ -80,21 +80,44 @@ class MetricAccumulator:
         self.n_pred += len(b)
         self._cache = None
 
-    def compute(self) -> dict:
-        """Metrics of every image so far (the dict of :func:`sar_atd.metrics.evaluate`).
+    def _prepared(self) -> _Prepared:
+        scores = [s.astype(np.float64) for s in self._scores]
+        return _Prepared(scores=scores, orders=[score_order(s) for s in scores],
+                         ious=[self._dense(i) for i in range(self.n_images)],
+                         n_gt=self.n_gt, n_pred=self.n_pred)
+
+    def compute(self, curve_points: int | None = None) -> dict:
+        """Metrics of every image so far (the dict of :func:`sar_atd.metrics.evaluate`;
+        ``curve_points``: PR curves thinned to that many points, see
+        :func:`~sar_atd.metrics.evaluate_prepared`).
 
         The result is kept until the next :meth:`update`, so callers that report
         periodically (a node's metrics topic and diagnostics) pay for new images only;
         treat the returned dict as read-only.
         """
-        if self._cache is None:
-            scores = [s.astype(np.float64) for s in self._scores]
-            prep = _Prepared(scores=scores, orders=[score_order(s) for s in scores],
-                             ious=[self._dense(i) for i in range(self.n_images)],
-                             n_gt=self.n_gt, n_pred=self.n_pred)
-            self._cache = evaluate_prepared(prep, self.n_images, self.iou_thresholds,
-                                            self.ap_iou_thresholds, self.method)
-        return self._cache
+        if self._cache is None or self._cache[0] != curve_points:
+            self._cache = (curve_points, evaluate_prepared(
+                self._prepared(), self.n_images, self.iou_thresholds, self.ap_iou_thresholds,
+                self.method, curve_points=curve_points))
+        return self._cache[1]
+
+    def precision_recall_at(self, score_threshold: float, iou_threshold: float = 0.5
+                            ) -> tuple[float, float]:
+        """(precision, recall) keeping the predictions scored >= ``score_threshold`` (nan
+        precision and recall 0 when none is; nan recall without ground truth)."""
+        from sar_atd.metrics import _check_threshold, _curve
+
+        precision, recall, scores, _ = _curve(self._prepared(), _check_threshold(iou_threshold))
+        k = int(np.sum(scores >= score_threshold)) - 1
+        if k < 0:
+            return float("nan"), 0.0 if self.n_gt else float("nan")
+        return float(precision[k]), float(recall[k])
+
+    def __getstate__(self) -> dict:
+        """Pickled without the cached result (rebuilt on demand; it is the large part)."""
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
 
     def _dense(self, i: int) -> np.ndarray:
         """(N, M) float64 IoU matrix of image ``i`` (zeros where nothing overlaps)."""

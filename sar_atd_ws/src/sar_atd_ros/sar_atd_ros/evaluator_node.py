@@ -260,6 +260,10 @@ class EvaluatorNode(Node):
             self.destroy_subscription(self.example_sub)
             self.example_sub = None
 
+    CURVE_POINTS_LIVE = 1000
+    CURVE_POINTS_REPORT = 20000
+    """PR-curve points kept for the running figures / in the report (AP values are exact
+    on the full curves; the curves alone hold three numbers per prediction)."""
     UPSTREAM_NODES = ("scene_detector", "detector", "tiler")
     UPSTREAM_COUNTERS = ("scenes_received", "scenes_published", "scenes_malformed",
                          "scenes_nonfinite", "scenes_dropped_queue_full",
@@ -352,18 +356,12 @@ class EvaluatorNode(Node):
     # ---- outputs ------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Every figure of the run so far (JSON-ready)."""
-        m = self.acc.compute() if self.n_eval else {}
+        m = self.acc.compute(self.CURVE_POINTS_LIVE) if self.n_eval else {}
         op = (self.rcfg.operating_threshold if self.rcfg.operating_threshold >= 0
               else self.op_threshold)
         prec = rec = float("nan")
-        curve = m.get("pr_curves", {}).get("0.50")
-        if curve and math.isfinite(op):
-            s = np.asarray(curve["scores"])
-            k = int(np.sum(s >= op)) - 1
-            if k >= 0:
-                prec, rec = float(curve["precision"][k]), float(curve["recall"][k])
-            else:
-                prec, rec = float("nan"), 0.0
+        if m.get("n_pred") and math.isfinite(op):  # exact, on the full curve
+            prec, rec = self.acc.precision_recall_at(op, 0.5)
         span = self.t_last - self.t_first if self.t_first is not None else 0.0
         published = max(self.max_seq, self.end_seq or 0)
         return {
@@ -512,7 +510,7 @@ class EvaluatorNode(Node):
         out = Path(self.rcfg.dir)
         out.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
-        metrics = self.acc.compute() if self.n_eval else {}
+        metrics = self.acc.compute(self.CURVE_POINTS_REPORT) if self.n_eval else {}
         atomic_write_json(out / "report.json", json_safe({
             "summary": summary, "metrics": metrics, "config": dataclasses.asdict(self.cfg)}))
         if self.n_eval:
