@@ -57,6 +57,8 @@ LAYOUTS = {"scene_detector": ["scene_detector"], "split": ["tiler", "detector"]}
 RESTARTABLE = ("scene_detector", "tiler", "detector", "evaluator")
 """Nodes ``sar-atd run`` restarts when they die mid-stream (the evaluator resumes from its
 saved state); the launch file respawns the same nodes (``respawn:=true``)."""
+STOP_GRACE_S = 30.0
+"""Seconds a node has to exit after SIGINT at the end of a run before it is killed."""
 RESTART_DELAY_S = 2.0
 """Seconds before a dead node is started again (the launch file's ``RESPAWN_DELAY_S``)."""
 
@@ -317,8 +319,9 @@ def run_graph(opts: GraphOptions, domain_id: int | None = None) -> dict[str, Any
                 raise GraphError(f"run timed out after {opts.timeout_s:g} s (logs: {log_dir})")
             time.sleep(0.1)
     finally:
-        _stop([p for p in procs if p.name != "evaluator"])
-        _stop([p for p in procs if p.name == "evaluator"])
+        # a loaded machine can take seconds to unwind a node (rclpy shutdown, torch)
+        _stop([p for p in procs if p.name != "evaluator"], STOP_GRACE_S)
+        _stop([p for p in procs if p.name == "evaluator"], STOP_GRACE_S)
     for p in procs:
         if p.popen.returncode not in (0, -signal.SIGINT) and p.name != "scene_player":
             raise GraphError(f"node '{p.name}' failed at shutdown (exit code "
