@@ -179,3 +179,13 @@ def test_segment_eval_cli_on_real_chips(mstar_chips: Path, tmp_path: Path) -> No
     # never overwrite a run
     assert main(["segment", "eval", "--chips", str(mstar_chips), "--model", str(model),
                  "--out", str(out), "--n", "3", "--no-progress"]) == 1
+
+
+@pytest.mark.parametrize("name", ["segmenter.yaml", "segmenter_large.yaml"])
+def test_segmenter_recipes_load(name: str) -> None:
+    from sar_atd_training.segmentation.train import load_segmenter_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_segmenter_config(root / "training" / "configs" / name)
+    assert cfg.data.overlay.box_mode == "support" and cfg.data.overlay.image_size == 128
+    assert cfg.steps >= 250 and len(cfg.unet.channels) >= 4
