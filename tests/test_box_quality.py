@@ -267,7 +267,7 @@ def test_training_can_start_from_trained_weights(tmp_path: Path) -> None:
 
 
 def test_default_v2_recipe_and_its_training_split() -> None:
-    """The second default's recipe fine-tunes the first with GIoU, support boxes, OOD hard
+    """The default_v2 recipe fine-tunes the default model with GIoU, support boxes, OOD hard
     negatives and a hard-stretch-wide rendering range; ``split_seed`` keeps every held-out
     record (targets, trees, houses) out of training and keeps every training record."""
     from sar_atd.config import from_dict
