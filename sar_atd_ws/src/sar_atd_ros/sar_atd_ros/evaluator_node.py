@@ -430,7 +430,7 @@ class EvaluatorNode(Node):
             return
         try:
             state = pickle.loads(path.read_bytes())  # noqa: S301 - written by this node
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as err:
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as err:
             self.get_logger().error(f"evaluator state {path} unreadable ({err}); starting "
                                     f"afresh")
             return
