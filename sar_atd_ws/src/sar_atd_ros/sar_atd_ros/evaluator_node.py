@@ -262,8 +262,9 @@ class EvaluatorNode(Node):
 
     CURVE_POINTS_LIVE = 1000
     CURVE_POINTS_REPORT = 20000
-    """PR-curve points kept for the running figures / in the report (AP values are exact
-    on the full curves; the curves alone hold three numbers per prediction)."""
+    """PR-curve points kept for the running figures / in the report (AP values come from
+    the full curves: exact, or per score bin past the accumulator's exact limit, as the
+    metrics' ``ap_exact`` and ``score_bins`` say)."""
     UPSTREAM_NODES = ("scene_detector", "detector", "tiler")
     UPSTREAM_COUNTERS = ("scenes_received", "scenes_published", "scenes_malformed",
                          "scenes_nonfinite", "scenes_dropped_queue_full",
@@ -360,7 +361,7 @@ class EvaluatorNode(Node):
         op = (self.rcfg.operating_threshold if self.rcfg.operating_threshold >= 0
               else self.op_threshold)
         prec = rec = float("nan")
-        if m.get("n_pred") and math.isfinite(op):  # exact, on the full curve
+        if m.get("n_pred") and math.isfinite(op):  # on the full curve
             prec, rec = self.acc.precision_recall_at(op, 0.5)
         span = self.t_last - self.t_first if self.t_first is not None else 0.0
         published = max(self.max_seq, self.end_seq or 0)
