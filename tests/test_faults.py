@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from ros_probe import ProbeNode
 
 pytest.importorskip("rclpy", reason="ROS 2 Python wheels not installed (make install)")
 pytest.importorskip("sar_atd_msgs", reason="sar_atd_msgs not built (make install)")
@@ -76,25 +77,15 @@ FAULTS = [
 ]
 
 
-class _Probe:
+class _Probe(ProbeNode):
     """Test-side rclpy node: publishes scenes, collects detections and diagnostics."""
 
     def __init__(self, domain_id: int) -> None:
-        import os
-
-        import rclpy
+        super().__init__(domain_id, "fault_probe")
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from sar_atd_msgs.msg import SceneDetections
         from sensor_msgs.msg import Image
 
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("fault_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
         self.dets: list[Any] = []
         self.diag: dict[str, str] = {}
         self.node.create_subscription(SceneDetections, "/sar/detections", self.dets.append, 10)
@@ -105,19 +96,6 @@ class _Probe:
         for st in msg.status:
             if st.name.endswith("scene_detector"):
                 self.diag = {kv.key: kv.value for kv in st.values} | {"message": st.message}
-
-    def spin_until(self, cond: Any, timeout_s: float) -> bool:
-        t_end = time.monotonic() + timeout_s
-        while time.monotonic() < t_end:
-            if cond():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return bool(cond())
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 @pytest.mark.slow

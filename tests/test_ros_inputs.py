@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from ros_probe import ProbeNode
 
 pytest.importorskip("rclpy", reason="ROS 2 Python wheels not installed (make install)")
 pytest.importorskip("sar_atd_msgs", reason="sar_atd_msgs not built (make install)")
@@ -36,26 +36,16 @@ BAD_GT = [
 ]
 
 
-class _Player:
+class _Player(ProbeNode):
     """Test-side node in the player's place: scenes + ground truth, evaluator diagnostics."""
 
     def __init__(self, domain_id: int) -> None:
-        import os
-
-        import rclpy
+        super().__init__(domain_id, "test_player")
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sar_atd_msgs.msg import GroundTruth, SceneDetections
         from sensor_msgs.msg import Image
 
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("test_player", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
         transient = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_scene = self.node.create_publisher(Image, "/sar/scene", 10)
@@ -101,19 +91,6 @@ class _Player:
 
     def counter(self, key: str) -> int:
         return int(self.diag.get(key, -1))
-
-    def spin_until(self, cond: Any, timeout_s: float) -> bool:
-        t_end = time.monotonic() + timeout_s
-        while time.monotonic() < t_end:
-            if cond():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return bool(cond())
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 def _start(module: str, params: list[str], log: Path, env: dict[str, str]) -> Any:
