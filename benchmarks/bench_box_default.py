@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import add_detector_args
+
 
 def _ap(m: dict[str, Any]) -> str:
     return f"{m['AP25']:.3f}/{m['AP50']:.3f}/{m['AP70']:.3f}"
@@ -36,9 +38,7 @@ def _ap(m: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_box_default",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", action="append", default=None, metavar="DET",
-                        help="model (.pt/.onnx, repeatable; default models/default.pt)")
-    parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+    add_detector_args(parser)
     parser.add_argument("--n", type=int, default=200, help="dev patchworks (default 200)")
     parser.add_argument("--n-heldback", type=int, default=100,
                         help="held-back patchworks (default 100)")

@@ -20,14 +20,14 @@ import argparse
 import logging
 import sys
 
+from benchmarks.common import add_detector_args
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_box_diagnosis",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", action="append", default=None, metavar="DET",
-                        help="model to diagnose (.pt/.onnx, repeatable; default "
-                             "models/default.pt when present)")
-    parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+    add_detector_args(parser, "model to diagnose (.pt/.onnx, repeatable; default "
+                              "models/default.pt when present)")
     parser.add_argument("--n", type=int, default=200, help="patchworks (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", choices=("all", "tune", "heldback"), default="all",

@@ -22,13 +22,13 @@ import argparse
 import logging
 import sys
 
+from benchmarks.common import add_detector_args
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_box_refine",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", action="append", default=None, metavar="DET",
-                        help="model (.pt/.onnx, repeatable; default models/default.pt)")
-    parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+    add_detector_args(parser)
     parser.add_argument("--n-tune", type=int, default=200, help="tune-split patchworks")
     parser.add_argument("--n-heldback", type=int, default=100,
                         help="held-back-split patchworks")

@@ -21,15 +21,15 @@ import hashlib
 import logging
 import sys
 
+from benchmarks.common import add_detector_args
+
 
 def main(argv: list[str] | None = None) -> int:
     from sar_atd_training.quality.renderings import RENDERINGS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_rendering",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", action="append", default=None, metavar="DET",
-                        help="model (.pt/.onnx, repeatable; default models/default.pt)")
-    parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+    add_detector_args(parser)
     parser.add_argument("--n", type=int, default=200, help="patchworks (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", choices=("all", "tune", "heldback"), default="all")

@@ -8,6 +8,14 @@ from pathlib import Path
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
 
 
+def add_detector_args(parser: argparse.ArgumentParser,
+                      what: str = "model (.pt/.onnx, repeatable; default models/default.pt)"
+                      ) -> None:
+    """``--detector`` (repeatable) and ``--no-cfar``, read back by :func:`detector_specs`."""
+    parser.add_argument("--detector", action="append", default=None, metavar="DET", help=what)
+    parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+
+
 def detector_specs(parser: argparse.ArgumentParser, detectors: list[str] | None,
                    no_cfar: bool) -> list[str]:
     """CA-CFAR (unless ``no_cfar``) followed by ``detectors``, or by the committed default
