@@ -101,23 +101,33 @@ def _start(module: str, params: list[str], log: Path, env: dict[str, str]) -> An
                                 stderr=subprocess.STDOUT)
 
 
-@pytest.mark.slow
-def test_missing_and_malformed_ground_truth_are_counted_logged_and_survived(
-        tmp_path: Path) -> None:
-    from sar_atd_ros.runner import ros_env, stop_processes
+def _graph(tmp_path: Path, queue_depth: int) -> tuple[list[Any], _Player, Any]:
+    """scene_detector (CFAR, scene queue of ``queue_depth``) + evaluator on a fresh domain,
+    and the test-side player: (processes, player, tail of both logs); the logs are
+    ``scene_detector.log`` and ``evaluator.log`` in ``tmp_path``."""
+    from sar_atd_ros.runner import ros_env
 
     env = ros_env()
     det_log, eval_log = tmp_path / "scene_detector.log", tmp_path / "evaluator.log"
     procs = [_start("sar_atd_ros.scene_detector",
                     ["detector.model:=cfar", "detector.device:=cpu", "tiler.device:=cpu",
-                     "qos.scene.depth:=10", "node.queue_depth:=10"], det_log, env),
+                     "qos.scene.depth:=10", f"node.queue_depth:={queue_depth}"], det_log, env),
              _start("sar_atd_ros.evaluator_node",
                     ["report.exit_on_stream_end:=false", "report.publish_period_s:=0.2"],
                     eval_log, env)]
-    player = _Player(int(env["ROS_DOMAIN_ID"]))
 
     def logs() -> str:
         return f"{det_log.read_text()[-1500:]}\n{eval_log.read_text()[-1500:]}"
+
+    return procs, _Player(int(env["ROS_DOMAIN_ID"])), logs
+
+
+@pytest.mark.slow
+def test_missing_and_malformed_ground_truth_are_counted_logged_and_survived(
+        tmp_path: Path) -> None:
+    from sar_atd_ros.runner import stop_processes
+
+    procs, player, logs = _graph(tmp_path, queue_depth=10)
 
     try:
         n = player.node
@@ -155,7 +165,7 @@ def test_missing_and_malformed_ground_truth_are_counted_logged_and_survived(
     finally:
         player.close()
         stop_processes(procs, 30)
-    text = eval_log.read_text()
+    text = (tmp_path / "evaluator.log").read_text()
     assert "Traceback" not in text
     assert text.count("has no ground truth: not evaluated") == 1, text
     for name, _boxes, line in BAD_GT:
@@ -168,20 +178,9 @@ def test_overload_drops_and_transport_losses_are_told_apart_and_add_up(
     """A scene whose ground truth came but which never reached the detector is lost in
     transport; a burst of large scenes into a detector with a one-scene queue drops the
     oldest ones (counted, one log line); the evaluator's reasons add up to every scene."""
-    from sar_atd_ros.runner import ros_env, stop_processes
+    from sar_atd_ros.runner import stop_processes
 
-    env = ros_env()
-    det_log, eval_log = tmp_path / "scene_detector.log", tmp_path / "evaluator.log"
-    procs = [_start("sar_atd_ros.scene_detector",
-                    ["detector.model:=cfar", "detector.device:=cpu", "tiler.device:=cpu",
-                     "qos.scene.depth:=10", "node.queue_depth:=1"], det_log, env),
-             _start("sar_atd_ros.evaluator_node",
-                    ["report.exit_on_stream_end:=false", "report.publish_period_s:=0.2"],
-                    eval_log, env)]
-    player = _Player(int(env["ROS_DOMAIN_ID"]))
-
-    def logs() -> str:
-        return f"{det_log.read_text()[-1500:]}\n{eval_log.read_text()[-1500:]}"
+    procs, player, logs = _graph(tmp_path, queue_depth=1)
 
     try:
         n = player.node
@@ -210,7 +209,7 @@ def test_overload_drops_and_transport_losses_are_told_apart_and_add_up(
     finally:
         player.close()
         stop_processes(procs, 30)
-    text = det_log.read_text()
+    text = (tmp_path / "scene_detector.log").read_text()
     assert "dropped (queue_full): queue full (depth 1)" in text
     assert "Traceback" not in text
 
