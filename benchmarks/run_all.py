@@ -15,7 +15,7 @@ import sys
 import time
 
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
-              "box_diagnosis", "box_refine", "box_default",
+              "box_diagnosis", "box_refine", "box_default", "box_tta",
               "rendering", "training", "streaming", "runtime",
               "deployment", "attack")
 
