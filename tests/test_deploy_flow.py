@@ -1,5 +1,6 @@
-"""Scene flow of the node graph (``sar_atd.scene_flow``): the bounded drop-oldest queue and
-the accounting that gives every scene not evaluated a reason."""
+"""Scene flow of the node graph (``sar_atd.scene_flow``): the bounded drop-oldest queue,
+the accounting that gives every scene not evaluated a reason, and the bounded window of
+recent scenes a consumer recognises re-sent copies with."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from sar_atd.scene_flow import SceneQueue, account_scenes
+from sar_atd.scene_flow import RecentKeys, SceneQueue, account_scenes
 
 
 class _Clock:
@@ -142,3 +143,24 @@ def test_evaluator_state_stays_compact_with_many_false_alarms() -> None:
     import pickle
 
     assert len(pickle.dumps(acc)) < 2 * acc.nbytes() + 10_000
+
+
+def test_recent_keys_count_distinct_scenes_in_bounded_memory() -> None:
+    keys = RecentKeys(100)
+    for k in range(100_000):
+        assert keys.add(k)
+        if k % 7 == 0:  # a copy re-sent within the window is recognised, not counted
+            assert not keys.add(k - 50 if k >= 50 else k)
+    assert keys.n_distinct == 100_000 and len(keys) == 100
+    assert 99_999 in keys and 99_900 in keys and 99_899 not in keys
+    # a key older than the window counts again (documented limit of the window)
+    assert keys.add(5) and keys.n_distinct == 100_001
+    with pytest.raises(ValueError, match="capacity"):
+        RecentKeys(0)
+
+
+def test_recent_keys_from_an_unbounded_set_keeps_the_count_and_the_newest() -> None:
+    keys = RecentKeys.from_keys({5, 1, 9, 3, 7}, 3)
+    assert keys.n_distinct == 5 and len(keys) == 3
+    assert [k in keys for k in (1, 3, 5, 7, 9)] == [False, False, True, True, True]
+    assert not keys.add(9) and keys.add(11) and 5 not in keys

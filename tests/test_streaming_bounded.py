@@ -1,6 +1,7 @@
 """Bounded streaming metric state: the score histogram of
 :class:`sar_atd.streaming.MetricAccumulator` against :func:`sar_atd.metrics.evaluate`,
-its constant size, and saving/resuming it."""
+its constant size, and saving/resuming it; latency percentiles of
+:class:`sar_atd.streaming.LatencyStats` (exact, then binned) in bounded memory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from sar_atd.metrics import evaluate, precision_recall
-from sar_atd.streaming import STATE_VERSION, MetricAccumulator
+from sar_atd.streaming import STATE_VERSION, LatencyStats, MetricAccumulator
 
 AP_TOLERANCE = 1e-3
 """Largest |AP(histogram) - AP(evaluate)| accepted with the default 2**14 bins."""
@@ -177,3 +178,54 @@ def test_no_ground_truth_and_no_predictions_in_histogram_mode() -> None:
     acc.update((np.zeros((0, 4)), np.zeros(0)), np.array([[0, 0, 5, 5.0]]))
     assert acc.compute()["AP50"] == 0.0 and acc.precision_recall_at(0.9) == (
         pytest.approx(math.nan, nan_ok=True), 0.0)
+
+
+def test_latency_exact_until_the_limit_then_binned_within_half_a_bin() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.lognormal(6.0, 0.6, 20_000)  # ~400 ms, a long tail
+    lat = LatencyStats(exact_max=1000)
+    for v in values[:1000]:
+        lat.add(v)
+    assert lat.exact
+    for q in (0, 50, 99, 100):
+        assert lat.percentile(q) == np.percentile(values[:1000], q)
+    assert lat.quarters() == [[np.percentile(p, 50), np.percentile(p, 99)]
+                              for p in np.array_split(values[:1000], 4)]
+    for v in values[1000:]:
+        lat.add(v)
+    assert not lat.exact and lat.n == 20_000
+    for q in (1, 50, 90, 99, 99.9):  # 1 % bins: at most 0.5 % off, plus the interpolation
+        assert lat.percentile(q) == pytest.approx(np.percentile(values, q), rel=6e-3), q
+    assert lat.percentile(0) == values.min() and lat.percentile(100) == values.max()
+    resumed = pickle.loads(pickle.dumps(lat))
+    assert resumed.percentile(99) == lat.percentile(99)
+
+
+def test_latency_memory_is_constant_and_quarters_show_a_growing_backlog() -> None:
+    lat = LatencyStats(exact_max=100)
+    sizes = []
+    for n in range(1, 40_001):
+        lat.add(100.0 + n / 10.0)  # a backlog: latency rising steadily, 100 -> 4,100 ms
+        if n in (1_000, 10_000, 40_000):
+            sizes.append(lat.nbytes())
+    assert max(sizes) <= 9 * 8 * 2315 and sizes[2] <= sizes[1]  # <= 9 blocks of 2,315 bins
+    quarters = lat.quarters()
+    assert len(quarters) == 4
+    p50 = [q[0] for q in quarters]
+    assert p50 == sorted(p50) and p50[-1] > 3 * p50[0]
+    for k, (med, _p99) in enumerate(quarters):  # each quarter's median within a block
+        exact = 100.0 + (k + 0.5) * 1000.0
+        assert abs(med - exact) <= 0.15 * 4000, (k, med, exact)
+
+
+def test_latency_edges_and_bad_limits() -> None:
+    lat = LatencyStats(exact_max=4)
+    assert math.isnan(lat.percentile(50)) and lat.quarters() == []
+    for v in (-5.0, 0.0, 3.0, 1e12, 7.0):  # below and above the bins: clamped, kept
+        lat.add(v)
+    assert not lat.exact
+    assert lat.percentile(0) == -5.0 and lat.percentile(100) == 1e12
+    with pytest.raises(ValueError, match="max_blocks"):
+        LatencyStats(max_blocks=7)
+    with pytest.raises(ValueError, match="exact_max"):
+        LatencyStats(exact_max=2)

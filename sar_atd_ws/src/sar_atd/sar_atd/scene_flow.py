@@ -11,17 +11,21 @@ scene that waited longer than ``max_age_s`` when its turn comes is dropped too (
 :func:`account_scenes` splits the scenes a player sent into evaluated, dropped for
 overload, rejected as malformed, without ground truth, lost in transport, and lost inside a
 node, from counters each stage keeps (no per-scene state), and says whether they add up.
+
+:class:`RecentKeys` is the bounded bookkeeping of a consumer that must recognise a scene it
+saw already (a copy re-sent by a transient-local topic to a restarted subscriber) and count
+the distinct scenes it saw, however long the stream runs.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["DROP_REASONS", "SceneQueue", "account_scenes"]
+__all__ = ["DROP_REASONS", "RecentKeys", "SceneQueue", "account_scenes"]
 
 T = TypeVar("T")
 
@@ -123,6 +127,58 @@ class SceneQueue(Generic[T]):
                     "queue_depth_peak": self.max_seen,
                     "queue_wait_max_ms": round(self.max_wait_s * 1e3, 1),
                     **{f"scenes_dropped_{r}": n for r, n in self.dropped.items()}}
+
+
+class RecentKeys:
+    """The last ``capacity`` distinct keys (scene stamps or sequence numbers) and how many
+    distinct keys were added in all.
+
+    Memory is bounded by ``capacity`` however many keys come. A key is recognised as seen
+    while it is among the last ``capacity`` distinct keys added; the streams this serves
+    re-send only their most recent messages (a transient-local history of a few dozen), so
+    a ``capacity`` above that history depth recognises every re-sent copy and
+    :attr:`n_distinct` is exact. A key older than the window would count again.
+
+    Args:
+        capacity: keys remembered (>= 1).
+
+    Raises:
+        ValueError: capacity < 1.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self._keys: OrderedDict[int, None] = OrderedDict()
+        self.n_distinct = 0
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        """Keys remembered now (<= capacity); :attr:`n_distinct` counts every one added."""
+        return len(self._keys)
+
+    def add(self, key: int) -> bool:
+        """Remember ``key``; True when it was not among the remembered keys (then counted)."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        self.n_distinct += 1
+        while len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return True
+
+    @classmethod
+    def from_keys(cls, keys: Any, capacity: int) -> RecentKeys:
+        """A window holding the last ``capacity`` of ``keys`` (ascending), counting all of
+        them: converts an unbounded set of keys (an older saved state)."""
+        out = cls(capacity)
+        ordered = sorted(keys)
+        out._keys = OrderedDict.fromkeys(ordered[-out.capacity:])
+        out.n_distinct = len(ordered)
+        return out
 
 
 def account_scenes(published: int, evaluated: int, *, received: int, dropped: int,

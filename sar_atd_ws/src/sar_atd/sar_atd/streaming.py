@@ -19,10 +19,16 @@ merge (the key loses its lowest bit), a resolution relative to the score's magni
 The PR curve then steps once per bin (predictions within one bin count as tied), so AP
 is approximate: the result says so (``ap_exact``, ``score_bins``) and the tests bound the
 difference to ``evaluate`` (under 1e-3 with the default 2**14 bins on the test sets).
+
+:class:`LatencyStats` does the same for a stream of latencies: exact percentiles up to a
+count, then logarithmic bins of bounded relative error, per block of consecutive values so
+the quarters of a run can still be compared.
 """
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,7 +47,7 @@ from sar_atd.metrics import (
     evaluate_prepared,
 )
 
-__all__ = ["MetricAccumulator", "STATE_VERSION"]
+__all__ = ["LatencyStats", "MetricAccumulator", "STATE_VERSION"]
 
 STATE_VERSION = 2
 """Version of the pickled accumulator (1: per-image records only, converted on load)."""
@@ -351,3 +357,129 @@ class MetricAccumulator:
         return int(sum(s.nbytes + r.nbytes + m.nbytes for s, (_n, _m, r, m) in
                        zip(self._scores, self._ious, strict=True))) + (
             self._hist.nbytes() if self._hist is not None else 0)
+
+
+class LatencyStats:
+    """Percentiles of a stream of values (latencies, ms) in bounded memory.
+
+    Up to ``exact_max`` values every value is kept (float64, 8 bytes each) and percentiles
+    are exactly ``numpy.percentile``'s (linear interpolation). Past that, every value is
+    counted in logarithmic bins of relative width ``rel_bin`` over [``lo``, ``hi``] (values
+    outside count in the end bins; the smallest and largest values are kept exactly), so a
+    percentile is off by at most half a bin (0.5 % of the value for 1 % bins), and the
+    memory stays at most ``max_blocks + 1`` histograms (about 19 KB each for the defaults).
+    The counts are kept per block of consecutive values (pairs of blocks merge as the stream
+    grows), so :meth:`quarters` still compares the four quarters of the stream, each made of
+    whole blocks (a quarter's edge is off by at most one block, 1/8 to 1/4 of a quarter).
+
+    Raises:
+        ValueError: a limit out of range.
+    """
+
+    def __init__(self, exact_max: int = 100_000, rel_bin: float = 0.01, lo: float = 0.01,
+                 hi: float = 1e8, max_blocks: int = 8) -> None:
+        if exact_max < 4 or not 0 < rel_bin < 1 or not 0 < lo < hi or max_blocks < 8 or (
+                max_blocks % 2):
+            raise ValueError(f"exact_max >= 4, 0 < rel_bin < 1, 0 < lo < hi and an even "
+                             f"max_blocks >= 8 needed, got {exact_max}, {rel_bin}, {lo}, "
+                             f"{hi}, {max_blocks}")
+        self.exact_max, self.max_blocks = int(exact_max), int(max_blocks)
+        n_bins = math.ceil(math.log(hi / lo) / math.log1p(rel_bin))
+        self._edges = lo * (1.0 + rel_bin) ** np.arange(n_bins + 1)
+        self._values = array("d")
+        self._blocks: list[np.ndarray] = []  # int64 (n_bins,) counts of consecutive values
+        self._block_size = 0
+        self._last_fill = 0
+        self.n = 0
+        self.vmin = math.inf
+        self.vmax = -math.inf
+
+    @property
+    def exact(self) -> bool:
+        """True while every value is kept (exact percentiles)."""
+        return not self._blocks
+
+    def add(self, value: float) -> None:
+        """Count one value."""
+        v = float(value)
+        self.n += 1
+        self.vmin, self.vmax = min(self.vmin, v), max(self.vmax, v)
+        if not self._blocks:
+            self._values.append(v)
+            if len(self._values) > self.exact_max:
+                self._to_blocks()
+            return
+        if self._last_fill == self._block_size:
+            if len(self._blocks) == self.max_blocks:  # all full: merge neighbours
+                self._blocks = [a + b for a, b in zip(self._blocks[::2], self._blocks[1::2],
+                                                      strict=True)]
+                self._block_size *= 2
+            self._blocks.append(np.zeros(len(self._edges) - 1, np.int64))
+            self._last_fill = 0
+        self._blocks[-1][self._bin(np.asarray([v]))] += 1
+        self._last_fill += 1
+
+    def _bin(self, values: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(self._edges, values, side="right") - 1, 0,
+                       len(self._edges) - 2)
+
+    def _to_blocks(self) -> None:
+        """Move the kept values into blocks (half of ``max_blocks``, the last partial)."""
+        values = np.frombuffer(self._values, np.float64)
+        self._block_size = -(-len(values) // (self.max_blocks // 2))
+        n_bins = len(self._edges) - 1
+        for i in range(0, len(values), self._block_size):
+            self._blocks.append(np.bincount(self._bin(values[i:i + self._block_size]),
+                                            minlength=n_bins).astype(np.int64))
+        self._last_fill = len(values) - self._block_size * (len(self._blocks) - 1)
+        self._values = array("d")
+
+    def _from_counts(self, counts: np.ndarray, q: float) -> float:
+        """Percentile ``q`` of binned counts: bin midpoints (geometric), interpolated
+        between the two ranks like numpy's linear method, within [vmin, vmax]."""
+        total = int(counts.sum())
+        if total == 0:
+            return float("nan")
+        rank = q / 100.0 * (total - 1)
+        cum = np.cumsum(counts)
+        lo_r, hi_r = math.floor(rank), math.ceil(rank)
+        mids = np.sqrt(self._edges[:-1] * self._edges[1:])
+        a, b = (float(mids[np.searchsorted(cum, r, side="right")]) for r in (lo_r, hi_r))
+        return float(np.clip(a + (rank - lo_r) * (b - a), self.vmin, self.vmax))
+
+    def percentile(self, q: float) -> float:
+        """Percentile ``q`` (0-100) of every value so far (nan before the first)."""
+        if self.n == 0:
+            return float("nan")
+        if not self._blocks:
+            return float(np.percentile(np.frombuffer(self._values, np.float64), q))
+        if q <= 0 or q >= 100:
+            return self.vmin if q <= 0 else self.vmax
+        return self._from_counts(np.sum(self._blocks, axis=0), q)
+
+    def quarters(self, qs: Sequence[float] = (50.0, 99.0)) -> list[list[float]]:
+        """Percentiles ``qs`` of each quarter of the values in arrival order ([] below 4
+        values): exact quarters while exact, else whole blocks by their middle."""
+        if self.n < 4:
+            return []
+        if not self._blocks:
+            parts = np.array_split(np.frombuffer(self._values, np.float64), 4)
+            return [[float(np.percentile(p, q)) for q in qs] for p in parts]
+        sums = [np.zeros(len(self._edges) - 1, np.int64) for _ in range(4)]
+        for i, blk in enumerate(self._blocks):
+            size = self._block_size if i < len(self._blocks) - 1 else self._last_fill
+            mid = i * self._block_size + size / 2.0
+            sums[min(3, int(4 * mid / self.n))] += blk
+        return [[self._from_counts(c, q) for q in qs] for c in sums]
+
+    def nbytes(self) -> int:
+        """Bytes held by the values or the blocks."""
+        return len(self._values) * 8 + sum(int(b.nbytes) for b in self._blocks)
+
+    @classmethod
+    def from_values(cls, values: Sequence[float], **kw: float) -> LatencyStats:
+        """Stats of ``values`` in order (converts a plain list of an older saved state)."""
+        out = cls(**kw)  # type: ignore[arg-type]
+        for v in values:
+            out.add(v)
+        return out

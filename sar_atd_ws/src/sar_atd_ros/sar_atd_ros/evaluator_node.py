@@ -21,6 +21,14 @@ lost in transport (never reached the detector side, or its detections never came
 and lost inside a node (in flight when it died). A scene without ground truth and a
 malformed ground truth (NaN, inverted, outside the image, wrong array length) are logged
 once each and counted; the next scene is evaluated as usual.
+
+Memory does not grow with the length of the stream: the metric state is bounded
+(:class:`~sar_atd.streaming.MetricAccumulator`), messages waiting for their partner by
+``report.max_unmatched``, the scenes remembered (to recognise re-sent copies and count
+distinct scenes) by ``report.recent_keys`` (:class:`~sar_atd.scene_flow.RecentKeys`), and
+latencies by :class:`~sar_atd.streaming.LatencyStats` (exact up to
+``report.latency_exact_max``, then 1 % bins). ``SAR_ATD_MEMTRACE`` traces its memory
+(:mod:`sar_atd_ros.memtrace`).
 """
 
 from __future__ import annotations
@@ -59,7 +67,14 @@ class ReportConfig:
         drain_timeout_s: after ``stream_end``, wait at most this long for late detections.
         operating_threshold: score threshold for precision/recall (< 0 = the model's,
             carried in the detections).
-        max_unmatched: detections/ground truth waiting for their partner, kept at most.
+        max_unmatched: detections/ground truth waiting for their partner, kept at most
+            (the oldest detections past it are counted without ground truth).
+        recent_keys: scenes (stamps, sequence numbers) remembered to recognise a copy
+            re-sent to a restarted evaluator and to count distinct scenes; above the
+            transient-local history depths of ``detections`` and ``ground_truth``.
+        latency_exact_max: latencies kept exactly; past this many, latency percentiles
+            come from 1 % logarithmic bins (at most 0.5 % off;
+            :class:`sar_atd.streaming.LatencyStats`).
         n_examples: annotated scenes in the report (the first ones; their pixels are the
             only scene data the evaluator keeps).
         settle_s: after ``stream_end``, the detector side's counters must be this much
@@ -77,6 +92,8 @@ class ReportConfig:
     drain_timeout_s: float = 30.0
     operating_threshold: float = -1.0
     max_unmatched: int = 256
+    recent_keys: int = 1024
+    latency_exact_max: int = 100_000
     n_examples: int = 3
     settle_s: float = 4.0
     save_state: bool = True
@@ -92,6 +109,10 @@ class ReportConfig:
             raise ValueError(f"settle_s must be >= 0, got {self.settle_s}")
         if self.max_unmatched < 1:
             raise ValueError(f"max_unmatched must be >= 1, got {self.max_unmatched}")
+        if self.recent_keys < 1:
+            raise ValueError(f"recent_keys must be >= 1, got {self.recent_keys}")
+        if self.latency_exact_max < 4:
+            raise ValueError(f"latency_exact_max must be >= 4, got {self.latency_exact_max}")
 
 
 def json_safe(x: Any) -> Any:
@@ -107,10 +128,6 @@ def json_safe(x: Any) -> Any:
     return x
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
 class EvaluatorNode(Node):
     """Streaming evaluation (module doc)."""
 
@@ -119,7 +136,8 @@ class EvaluatorNode(Node):
         from sar_atd_msgs.msg import GroundTruth, Metrics, SceneDetections
         from std_msgs.msg import UInt64
 
-        from sar_atd.streaming import MetricAccumulator
+        from sar_atd.scene_flow import RecentKeys
+        from sar_atd.streaming import LatencyStats, MetricAccumulator
 
         declare_section(self, EvaluatorConfig, "evaluator")
         declare_section(self, ReportConfig, "report")
@@ -150,21 +168,24 @@ class EvaluatorNode(Node):
 
             self.example_sub = self.create_subscription(Image, "scene", self._on_scene,
                                                         qos["scene"])
+        # every per-scene structure is bounded: waiting messages by max_unmatched, the
+        # scenes remembered by recent_keys, latencies by LatencyStats
         self.gts: OrderedDict[int, Any] = OrderedDict()      # stamp -> ground truth
         self.dets: OrderedDict[int, tuple[Any, float]] = OrderedDict()  # stamp -> (msg, t)
-        self.seen_seq: set[int] = set()
+        n_keys = self.rcfg.recent_keys
+        self.seen_seq = RecentKeys(n_keys)  # ground-truth sequence numbers (counted)
         # stamps of evaluated scenes: transient-local topics hand a restarted evaluator the
         # recent history again, which must not be counted twice
-        self.evaluated: set[int] = set()
+        self.evaluated = RecentKeys(n_keys)
         # stamps of scenes whose ground truth was refused (their detections are not
-        # counted again as scenes without ground truth); bounded
-        self.rejected_gt: OrderedDict[int, None] = OrderedDict()
-        self.arrived: set[int] = set()  # stamps of every scene whose detections came
+        # counted again as scenes without ground truth)
+        self.rejected_gt = RecentKeys(n_keys)
+        self.arrived = RecentKeys(n_keys)  # stamps of scenes whose detections came (counted)
         self.max_gt_stamp = 0
         self.max_seq = 0
         self.n_eval = self.n_malformed = self.n_without_gt = self.n_pixels = 0
-        self.latency_ms: list[float] = []
-        self.proc_ms: list[float] = []
+        self.latency_ms = LatencyStats(self.rcfg.latency_exact_max)
+        self.proc_ms = LatencyStats(self.rcfg.latency_exact_max)
         self.t_first: float | None = None  # earliest scene stamp (s, wall clock)
         self.t_last = 0.0                  # last detections arrival (s)
         self.t_first_arrival: float | None = None
@@ -180,6 +201,9 @@ class EvaluatorNode(Node):
         self.diag = Diagnostics(self, self._diag_values)
         self.create_timer(self.rcfg.publish_period_s, self._publish)
         self.create_timer(0.05, self._check_end)
+        from sar_atd_ros.memtrace import maybe_trace
+
+        self.memtrace = maybe_trace(self, self._sizes)
 
     # ---- inputs -------------------------------------------------------------------------
     def _on_gt(self, msg: Any) -> None:
@@ -195,9 +219,7 @@ class EvaluatorNode(Node):
         try:
             gt_from_msg(msg)
         except ValueError as err:
-            self.rejected_gt[key] = None
-            while len(self.rejected_gt) > 4 * self.rcfg.max_unmatched:
-                self.rejected_gt.popitem(last=False)
+            self.rejected_gt.add(key)
             self.dets.pop(key, None)
             self._malformed(str(err))
             self._flush_without_gt()
@@ -311,7 +333,7 @@ class EvaluatorNode(Node):
             rejected=self._upstream("scenes_malformed"),
             node_published=self._upstream("scenes_published", last),
             evaluator_rejected=self.n_malformed, without_gt=self.n_without_gt + len(self.dets),
-            arrived=len(self.arrived))
+            arrived=self.arrived.n_distinct)
 
     def _on_end(self, msg: Any) -> None:
         if self.end_seq is None:
@@ -343,8 +365,8 @@ class EvaluatorNode(Node):
         published = stamp_ns(det.published_stamp) / 1e9
         if published > 0:  # the detector's publish time: this node's own lag excluded
             t_arrival = published
-        self.latency_ms.append((t_arrival - stamp_s) * 1e3)
-        self.proc_ms.append(float(det.processing_ms))
+        self.latency_ms.add((t_arrival - stamp_s) * 1e3)
+        self.proc_ms.add(float(det.processing_ms))
         self.t_first = stamp_s if self.t_first is None else min(self.t_first, stamp_s)
         self.t_last = max(self.t_last, t_arrival)
         if self.t_first_arrival is None or t_arrival < self.t_first_arrival:
@@ -369,7 +391,7 @@ class EvaluatorNode(Node):
             "scenes_published": published,
             "scenes_evaluated": self.n_eval,
             "scenes_missing": max(0, published - self.n_eval),
-            "ground_truth_lost": published - len(self.seen_seq),
+            "ground_truth_lost": published - self.seen_seq.n_distinct,
             "scenes_malformed": self.n_malformed,
             "scenes_rejected_upstream": self._upstream("scenes_malformed"),
             "evaluator_restarts_resumed": self.resumed,
@@ -379,15 +401,13 @@ class EvaluatorNode(Node):
             "AP25": m.get("AP25", float("nan")), "AP50": m.get("AP50", float("nan")),
             "AP70": m.get("AP70", float("nan")), "ap_50_95": m.get("ap_50_95", float("nan")),
             "operating_threshold": op, "precision": prec, "recall": rec,
-            "latency_p50_ms": _pct(self.latency_ms, 50),
-            "latency_p99_ms": _pct(self.latency_ms, 99),
+            "latency_p50_ms": self.latency_ms.percentile(50),
+            "latency_p99_ms": self.latency_ms.percentile(99),
             # p50/p99 of each quarter of the scenes in arrival order: a growing backlog
             # shows as rising quarters
-            "latency_quarters_p50_p99_ms": [
-                [_pct(q, 50), _pct(q, 99)] for q in
-                (list(c) for c in np.array_split(np.asarray(self.latency_ms), 4))
-                if q] if len(self.latency_ms) >= 4 else [],
-            "processing_p50_ms": _pct(self.proc_ms, 50),
+            "latency_quarters_p50_p99_ms": self.latency_ms.quarters(),
+            "latency_exact": self.latency_ms.exact,
+            "processing_p50_ms": self.proc_ms.percentile(50),
             "scenes_per_s": self.n_eval / span if span > 0 else float("nan"),
             "megapixels_per_s": self.n_pixels / 1e6 / span if span > 0 else float("nan"),
             # steady state: scenes after the first / time between first and last arrival
@@ -437,10 +457,31 @@ class EvaluatorNode(Node):
             return
         for k in self.STATE_FIELDS:
             if k in state:
-                setattr(self, k, state[k])
+                setattr(self, k, self._bounded(k, state[k]))
         self.resumed += 1
         self.get_logger().warning(f"resumed from {path}: {self.n_eval} scene(s) already "
                                   f"evaluated")
+
+    def _sizes(self) -> dict[str, int]:
+        """Entries of every per-scene container (memory diagnosis, ``memtrace``)."""
+        return {"gts": len(self.gts), "dets": len(self.dets), "seen_seq": len(self.seen_seq),
+                "evaluated": len(self.evaluated), "rejected_gt": len(self.rejected_gt),
+                "arrived": len(self.arrived), "latency_bytes": self.latency_ms.nbytes(),
+                "examples": len(self.examples), "n_eval": self.n_eval,
+                "max_seq": self.max_seq, "acc_bytes": self.acc.nbytes()}
+
+    def _bounded(self, field: str, value: Any) -> Any:
+        """A saved state's field in its bounded form (older states kept plain sets of
+        stamps and lists of latencies)."""
+        from sar_atd.scene_flow import RecentKeys
+        from sar_atd.streaming import LatencyStats
+
+        if field in ("seen_seq", "evaluated", "rejected_gt", "arrived") and not isinstance(
+                value, RecentKeys):
+            return RecentKeys.from_keys(value, self.rcfg.recent_keys)
+        if field in ("latency_ms", "proc_ms") and not isinstance(value, LatencyStats):
+            return LatencyStats.from_values(value, exact_max=self.rcfg.latency_exact_max)
+        return value
 
     def _diag_values(self) -> dict[str, Any]:
         s = self.summary()
@@ -498,12 +539,15 @@ class EvaluatorNode(Node):
             return False
         f = self.flow()
         lost_after = (self._upstream("scenes_published", "detector" if "detector" in
-                                     self.upstream else "scene_detector") - len(self.arrived))
+                                     self.upstream else "scene_detector")
+                      - self.arrived.n_distinct)
         return (f is not None and f["lost_in_node"] == 0 and f["unaccounted"] == 0
                 and lost_after <= 0 and self._upstream("scene_queue_depth") == 0)
 
     def finish(self) -> None:
         """Write the report (``report.json``, ``pr_curves.png``) when ``report.dir`` is set."""
+        if self.memtrace is not None:
+            self.memtrace.write("finish")
         if not self.rcfg.dir:
             return
         from sar_atd.atomic import atomic_write_json
@@ -526,6 +570,8 @@ class EvaluatorNode(Node):
         if state is not None and state.is_file():  # the run is complete: nothing to resume
             state.unlink()
         self.get_logger().info(f"report written to {out}")
+        if self.memtrace is not None:
+            self.memtrace.write("report written")
 
     def _write_examples(self, out: Path, summary: dict[str, Any]) -> None:
         from sar_atd.detectors.base import Detections
