@@ -17,6 +17,7 @@ from sar_atd.config import from_dict, to_dict
 from sar_atd_training.cli import main
 from sar_atd_training.trainer.config import TrainConfig, load_train_config
 from sar_atd_training.trainer.train import train
+from tests.test_suite import small_sets
 
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
@@ -43,21 +44,8 @@ def test_cpu_recipe_is_the_paper_recipe_reduced(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-image synthetic-in-background set and a two-image OOD set."""
-    from sar_atd_training.simulator.bank import BankConfig, write_bank
-    from sar_atd_training.testsets.builders import TestSetConfig, build_testset, write_testset
-
-    root = tmp_path_factory.mktemp("paper_sets")
-    bank = root / "bank"
-    write_bank(bank, BankConfig(classes=("BRDM_2",), azimuth_step_deg=30,
-                                depressions_deg=(17.0,), objects=("tree", "house"),
-                                object_azimuths_deg=(0.0, 90.0, 15.0)), workers=1,
-               progress=False)
-    for kind in ("synthetic-in-background", "ood"):
-        cfg = TestSetConfig(kind=kind, n=2, image_size=128, bank=str(bank),
-                            generated_backgrounds=1, background_size=(192, 192))
-        write_testset(build_testset(cfg), cfg, root / "sets" / kind)
-    return root / "sets"
+    """Two-image synthetic-in-background and OOD sets of 128 px images."""
+    return small_sets(tmp_path_factory.mktemp("paper_sets"), 128, (192, 192))
 
 
 @pytest.mark.slow

@@ -12,21 +12,26 @@ from sar_atd_training.cli import main
 from sar_atd_training.testsets.builders import TestSetConfig, build_testset, write_testset
 
 
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_sets(root: Path, image_size: int = 192,
+               background_size: tuple[int, int] = (256, 256)) -> Path:
+    """Two-image synthetic-in-background and OOD sets from a one-class bank, under root."""
     from sar_atd_training.simulator.bank import BankConfig, write_bank
 
-    root = tmp_path_factory.mktemp("suite")
     bank = root / "bank"
     write_bank(bank, BankConfig(classes=("BRDM_2",), azimuth_step_deg=30,
                                 depressions_deg=(17.0,), objects=("tree", "house"),
                                 object_azimuths_deg=(0.0, 90.0, 15.0)), workers=1,
                progress=False)
     for kind in ("synthetic-in-background", "ood"):
-        cfg = TestSetConfig(kind=kind, n=2, image_size=192, bank=str(bank),
-                            generated_backgrounds=1, background_size=(256, 256))
+        cfg = TestSetConfig(kind=kind, n=2, image_size=image_size, bank=str(bank),
+                            generated_backgrounds=1, background_size=background_size)
         write_testset(build_testset(cfg), cfg, root / "sets" / kind)
     return root / "sets"
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_sets(tmp_path_factory.mktemp("suite"))
 
 
 def test_suite_reports_tables_and_ood(sets: Path, tmp_path: Path,
