@@ -1,7 +1,7 @@
-"""Test-time augmentation of a detector's boxes on real patchworks: mirror, rescale, ensemble.
+"""Test-time box refinement on real patchworks: box voting, mirror and rescale TTA, ensembles.
 
     python -m benchmarks.bench_box_tta [--detector models/default.pt] [--no-cfar]
-        [--views identity,mirror,scale:1.25,scale:1.5] [--ensemble M ...]
+        [--views identity,mirror] [--voting-iou 0.5] [--ensemble M ...]
         [--n 200] [--n-heldback 100] [--n-stretch 60] [--n-tune 100] [--seed 0]
 
 The detector runs on every view of each image (``sar_atd.tta``: ``mirror`` is the
@@ -11,6 +11,9 @@ models, with ``--ensemble``: every model on ``--ensemble-views``, fused the same
 as in ``bench_box_default``: ``dev`` (the standard dev patchworks, where choices are made),
 ``held-back`` (patchworks of the held-back 20 % of the chips, never used for choices) and
 ``stretch`` (dev patchworks re-rendered with the hard contrast stretch ``stretch_2_90``).
+The ``box voting`` rows run the model with box voting in place of its NMS
+(``sar_atd.tta.box_voting``: the kept boxes take the score-weighted mean of the candidates
+overlapping them with IoU >= ``--voting-iou``; no extra inference).
 The ``+ side bias`` rows add the per-side median correction of ``bench_box_refine``, fitted
 on patchworks of the *tune* chips (``--n-tune``) with the same views and measured on the
 others. The time column is the median over dev images of the summed inference time of the
@@ -31,6 +34,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import add_detector_args
+
+VOTE = -1
+"""Model key of the first model run with box voting."""
+PLAIN = ("identity", "mirror")
+"""Views run on the tune split (the side-bias rows) and by the box-voting detector."""
 
 
 def _ap(m: dict[str, Any]) -> str:
@@ -57,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     add_detector_args(parser, "model (.pt/.onnx; default models/default.pt); only the first "
                               "is augmented")
-    parser.add_argument("--views", default="identity,mirror,scale:1.25,scale:1.5",
-                        help="views of the model (sar_atd.tta.parse_views; identity first)")
+    parser.add_argument("--views", default="identity,mirror",
+                        help="views of the model (sar_atd.tta.parse_views; identity first), "
+                             "e.g. identity,mirror,scale:1.25,scale:1.5")
+    parser.add_argument("--voting-iou", type=float, default=0.5,
+                        help="box-voting IoU of the box-voting rows (0: no such rows)")
     parser.add_argument("--ensemble", action="append", default=[], metavar="MODEL",
                         help="further model fused with the first (repeatable)")
     parser.add_argument("--ensemble-views", default="identity",
@@ -81,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n-tune must be >= 0")
     if not 0 < args.iou <= 1:
         parser.error("--iou must be in (0, 1]")
+    if not 0 <= args.voting_iou <= 1:
+        parser.error("--voting-iou must be in [0, 1] (0: no box-voting rows)")
 
     from sar_atd.tta import parse_views
     try:
@@ -131,26 +144,31 @@ def main(argv: list[str] | None = None) -> int:
           + f"; WBF IoU {args.iou}; models: {', '.join(Path(m).name for m in models)}",
           flush=True)
 
-    # raw detections per (set, model, view), boxes in image pixels; ms per image and view
+    # raw detections per (set, model, view), boxes in image pixels; ms per image and view.
+    # Model keys: 0 the model, 1.. the ensemble, VOTE the model with box voting.
     raw: dict[tuple[str, int, str], list[Detections]] = {}
     ms: dict[tuple[int, str], list[float]] = {}
     all_sets = dict(sets, **({"tune": tune.images} if tune else {}))
-    dets = [resolve_detector(spec)[0] for spec in models]
-    model_views = [parse_views(views if k == 0 else ens_views) for k in range(len(models))]
+    dets = {k: resolve_detector(spec)[0] for k, spec in enumerate(models)}
+    model_views = {k: parse_views(views if k == 0 else ens_views) for k in dets}
+    if args.voting_iou > 0:
+        dets[VOTE] = resolve_detector(models[0], box_voting_iou=args.voting_iou)[0]
+        model_views[VOTE] = tuple(v for v in model_views[0] if v.name in PLAIN)
     for sname, images in all_sets.items():
         for it in images:  # image by image, every model and view: comparable timings
-            for k, det in enumerate(dets):
-                if sname == "tune" and k:
+            for k, det in dets.items():
+                if sname == "tune" and k not in (0, VOTE):
                     continue  # the side-bias fit is of the first model only
                 sv = model_views[k] if sname != "tune" else tuple(
-                    v for v in model_views[k] if v.name in ("identity", "mirror"))
+                    v for v in model_views[k] if v.name in PLAIN)
                 out, t = detect_views(det, it.image, sv)
                 for v, d, tv in zip(sv, out, t, strict=True):
                     raw.setdefault((sname, k, v.name), []).append(d)
                     if sname == "dev":
                         ms.setdefault((k, v.name), []).append(tv)
-    for k, spec in enumerate(models):
-        print(f"{Path(spec).name}: " + ", ".join(
+    for k in dets:
+        name = Path(models[max(k, 0)]).name + (" (box voting)" if k == VOTE else "")
+        print(f"{name}: " + ", ".join(
             f"{v.name} {np.median(ms[(k, v.name)]):.0f} ms" for v in model_views[k])
             + " per dev patchwork (median)", flush=True)
 
@@ -174,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                  for s, imgs in sets.items()]
         rows.append(f"| {det.name} | - | {' | '.join(cells)} | - |")
     combos = _combos(views)
+    if VOTE in dets:
+        combos += [(f"box voting (IoU {args.voting_iou:g})" + ("" if v.name == "identity" else
+                    f", identity+{v.name}"), [(VOTE, "identity")] + (
+                        [] if v.name == "identity" else [(VOTE, v.name)]))
+                   for v in model_views[VOTE]]
     if len(models) > 1:
         combos.append((f"ensemble of {len(models)} models ({','.join(ens_views)})",
                        [(k, v) for k in range(len(models)) for v in ens_views]))
@@ -181,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = np.median(sum(np.asarray(ms[key]) for key in keys) / base_ms)
         cells = [score(s, fused(s, keys)) for s in sets]
         rows.append(f"| {label} | {len(keys)} | {' | '.join(cells)} | {ratio:.2f} |")
-        if tune and all(v in ("identity", "mirror") and k == 0 for k, v in keys):
+        if tune and all(v in PLAIN and k in (0, VOTE) for k, v in keys):
             off = fit_side_offsets(diagnose(tune, fused("tune", keys), label).err)
             cells = [score(s, [Detections(apply_side_offsets(p.boxes, off), p.scores)
                                for p in fused(s, keys)]) for s in sets]

@@ -1,6 +1,8 @@
-"""Test-time augmentation (sar_atd.tta) on small fixed cases: view parsing, the cross-range
-mirror and rescale mappings of boxes back to the image, weighted-box-fusion arithmetic, and
-the wrapped detector end to end on a synthetic image."""
+"""Test-time box refinement (sar_atd.tta) on small fixed cases: view parsing, the cross-range
+mirror and rescale mappings of boxes back to the image, weighted-box-fusion and box-voting
+arithmetic, the wrapped detector end to end on a synthetic image, the runtime options
+(resolve_detector, DetectorRuntimeConfig, TorchDetector box voting on the committed model)
+and the benchmark on a few real patchworks."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from sar_atd.detectors.base import Detections
 from sar_atd.tta import (
     TtaDetector,
     View,
+    box_voting,
     boxes_from_view,
     mirror_boxes,
     parse_view,
@@ -138,11 +141,81 @@ def test_tta_detector_mirror_averages_a_side_bias() -> None:
         TtaDetector(BrightBoxDetector(), "")
 
 
+def test_box_voting_arithmetic() -> None:
+    """NMS keeps the same boxes and scores; a kept box becomes the score-weighted mean of the
+    candidates with IoU >= vote_iou (its own included)."""
+    b = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [30, 30, 40, 40], [0, 0, 10, 20]],
+                 np.float32)
+    s = np.array([0.9, 0.3, 0.5, 0.2])
+    out = box_voting(b, s, nms_iou=0.5, vote_iou=0.5)
+    # IoU([0,0,10,10], [2,0,12,10]) = 80/120 > 0.5: suppressed, votes; [0,0,10,20]: IoU 0.5,
+    # not suppressed (NMS drops IoU > 0.5) and votes (>= 0.5) on box 0, box 0 on it
+    np.testing.assert_allclose(out.scores, [0.9, 0.5, 0.2], atol=1e-6)
+    np.testing.assert_allclose(out.boxes[0], [(2 * 0.3) / 1.4, 0, (10 * 1.1 + 12 * 0.3) / 1.4,
+                                              (10 * 1.2 + 20 * 0.2) / 1.4], atol=1e-5)
+    np.testing.assert_allclose(out.boxes[1], [30, 30, 40, 40])
+    np.testing.assert_allclose(out.boxes[2], [0, 0, 10, (10 * 0.9 + 20 * 0.2) / 1.1],
+                               atol=1e-5)
+    strict = box_voting(b, s, nms_iou=0.5, vote_iou=0.7)  # nobody else overlaps >= 0.7
+    np.testing.assert_allclose(strict.boxes, b[[0, 2, 3]])
+    assert len(box_voting(b, s, 0.5, 0.5, max_detections=1)) == 1
+    assert len(box_voting(np.zeros((0, 4)), np.zeros(0))) == 0
+    with pytest.raises(ValueError, match="vote_iou"):
+        box_voting(b, s, 0.5, 0.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        box_voting(b, -s)
+
+
+def test_runtime_options_build_and_refuse(tmp_path: Path) -> None:
+    """resolve_detector(tta=...) wraps the detector; box voting on an ONNX file and bad
+    values in the runtime config are refused with one clear message."""
+    from sar_atd.config import DetectorRuntimeConfig
+    from sar_atd.runtime import resolve_detector
+
+    det, desc = resolve_detector("cfar", tta="identity,mirror")
+    assert isinstance(det, TtaDetector) and desc["tta"] == ["identity", "mirror"]
+    assert not isinstance(resolve_detector("cfar", tta="")[0], TtaDetector)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="box voting needs the torch backend"):
+        resolve_detector(str(onnx), box_voting_iou=0.5)
+    with pytest.raises(ValueError, match="box_voting_iou"):
+        resolve_detector("cfar", box_voting_iou=1.5)
+    assert DetectorRuntimeConfig(box_voting_iou=0.5, tta="identity,mirror").tta
+    with pytest.raises(ValueError, match="DetectorRuntimeConfig.tta: unknown TTA view"):
+        DetectorRuntimeConfig(tta="flipud")
+    with pytest.raises(ValueError, match="DetectorRuntimeConfig.box_voting_iou"):
+        DetectorRuntimeConfig(box_voting_iou=-0.1)
+
+
+def test_torch_box_voting_keeps_nms_boxes_and_scores() -> None:
+    """On the committed model, box voting returns the boxes plain NMS keeps (same scores)
+    with coordinates moved by at most a few pixels."""
+    import torch
+
+    from sar_atd.runtime import resolve_detector
+
+    model = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+    if not model.is_file():
+        pytest.skip(f"no committed model at {model}")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.gamma(1.5, 12.0, (160, 160)), 0, 255).astype(np.uint8)
+    img[60:75, 50:80] = 230  # a bright vehicle-sized blob, a dark shadow above it
+    img[45:60, 50:80] = 3
+    plain = resolve_detector(str(model), score_threshold=0.05)[0].detect(img)
+    voter, desc = resolve_detector(str(model), score_threshold=0.05, box_voting_iou=0.5)
+    voted = voter.detect(img)
+    assert desc["box_voting_iou"] == 0.5 and len(plain) > 0
+    np.testing.assert_allclose(voted.scores, plain.scores, atol=1e-6)
+    assert np.abs(voted.boxes - plain.boxes).max() < 8.0
+
+
 def test_tta_benchmark_on_a_few_real_patchworks(mstar_chips: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
-    """bench_box_tta prints CFAR beside the model's view combinations, with AP25 >= AP50 >=
-    AP70 on every set and a time ratio of 1 for the identity view; bad views are usage
-    errors."""
+    """bench_box_tta prints CFAR beside the model's view combinations and box-voting rows,
+    with AP25 >= AP50 >= AP70 on every set and a time ratio of 1 for the identity view; bad
+    views are usage errors."""
     from benchmarks.bench_box_tta import main
 
     assert main(["--n", "1", "--n-heldback", "1", "--n-stretch", "1", "--n-tune", "1",
@@ -152,6 +225,7 @@ def test_tta_benchmark_on_a_few_real_patchworks(mstar_chips: Path,
     assert labels[0] == "CFAR-CA" and labels[1] == "identity"
     assert "identity+mirror" in labels and any(lb.startswith("identity+mirror + side bias")
                                                 for lb in labels)
+    assert "box voting (IoU 0.5)" in labels and "box voting (IoU 0.5), identity+mirror" in labels
     for r in rows[1:]:
         cells = [c.strip() for c in r.split("|")[3:6]]
         for c in cells:

@@ -1,4 +1,14 @@
-"""Test-time augmentation (TTA): one image seen several ways, the detections fused into one set.
+"""Test-time box refinement: box voting, and test-time augmentation (TTA) fused by WBF.
+
+**Box voting** (:func:`box_voting`; Gidaris and Komodakis, ICCV 2015): non-maximum
+suppression keeps the best-scored box of each target as usual, but its coordinates become
+the score-weighted mean of every candidate box (its own included) overlapping it with IoU >=
+``vote_iou``, so the regression of many anchors is averaged instead of one anchor's being
+kept. Scores and the kept set are those of plain NMS; it costs no extra inference, only the
+candidates before NMS (:class:`sar_atd.backends.torch_backend.TorchDetector`
+``box_voting_iou``).
+
+**TTA**: one image seen several ways, the detections fused into one set.
 
 Views (names accepted by :func:`parse_view`):
 
@@ -34,12 +44,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sar_atd.boxes import as_boxes, box_iou
+from sar_atd.boxes import as_boxes, box_iou, nms
 from sar_atd.detectors.base import Detections, Detector
 
 __all__ = ["View", "parse_view", "parse_views", "view_image", "boxes_from_view",
-           "mirror_boxes", "detect_views", "weighted_box_fusion", "TtaDetector",
-           "SCALE_RANGE"]
+           "mirror_boxes", "detect_views", "weighted_box_fusion", "box_voting",
+           "TtaDetector", "SCALE_RANGE"]
 
 SCALE_RANGE = (0.5, 2.0)
 """Allowed resampling factors of a ``scale:S`` view."""
@@ -234,6 +244,45 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
     score = np.asarray(ssum) / n * np.minimum(n, v) / w.sum()
     o = np.argsort(-score, kind="stable")
     return Detections(fused[o].astype(np.float32), score[o].astype(np.float32))
+
+
+def box_voting(boxes: np.ndarray, scores: np.ndarray, nms_iou: float = 0.5,
+               vote_iou: float = 0.5, max_detections: int | None = None) -> Detections:
+    """NMS whose kept boxes take the score-weighted mean of their overlapping candidates.
+
+    Args:
+        boxes: (N, 4) xyxy candidate boxes of one image, before NMS.
+        scores: (N,) non-negative scores.
+        nms_iou: NMS threshold (a candidate is suppressed above it), in [0, 1].
+        vote_iou: candidates with IoU >= this with a kept box vote on its coordinates,
+            in (0, 1].
+        max_detections: keep at most this many (best scores first); None keeps all.
+
+    Returns:
+        :class:`Detections` of the NMS-kept boxes, by decreasing score, with voted
+        coordinates and their own scores.
+    """
+    b = as_boxes(boxes)
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if len(s) != len(b):
+        raise ValueError(f"{len(b)} boxes but {len(s)} scores")
+    if not 0 < vote_iou <= 1:
+        raise ValueError(f"vote_iou must be in (0, 1], got {vote_iou}")
+    if np.any(s < 0):
+        raise ValueError("box voting needs non-negative scores")
+    keep = nms(b, s, nms_iou)
+    if max_detections is not None:
+        keep = keep[:max_detections]
+    if len(keep) == 0:
+        return Detections()
+    iou = box_iou(b[keep], b)
+    out = np.empty((len(keep), 4))
+    for r, k in enumerate(keep):
+        voters = iou[r] >= vote_iou
+        voters[k] = True  # a zero-area box has IoU 0 with itself
+        w = s[voters]
+        out[r] = (w[:, None] * b[voters]).sum(0) / w.sum() if w.sum() > 0 else b[k]
+    return Detections(out.astype(np.float32), s[keep].astype(np.float32))
 
 
 class TtaDetector:

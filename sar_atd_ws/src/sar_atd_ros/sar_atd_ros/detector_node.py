@@ -196,7 +196,8 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
             kw["threads"] = cfg.threads
         det, desc = resolve_detector(cfg.model, device=cfg.device,
                                      score_threshold=cfg.score_threshold,
-                                     backend=cfg.backend or None, **kw)
+                                     backend=cfg.backend or None,
+                                     box_voting_iou=cfg.box_voting_iou, tta=cfg.tta, **kw)
         self.desc = desc
         self.get_logger().info(f"detector {cfg.model}: backend {desc.get('backend')}, device "
                                f"{desc.get('device', 'cpu')}")

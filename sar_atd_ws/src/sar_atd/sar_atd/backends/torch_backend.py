@@ -23,10 +23,19 @@ class TorchDetector:
         device: torch device.
         score_threshold: minimum score kept (the model's own threshold is lowered to it).
         name: detector name for logs and reports.
+        box_voting_iou: > 0 turns on box voting (:func:`sar_atd.tta.box_voting`): the
+            model's NMS is switched off (all candidates, up to ``VOTING_CANDIDATES``, come
+            out) and replaced by the same NMS whose kept boxes are the score-weighted mean
+            of the candidates overlapping them with IoU >= this; same boxes kept, same
+            scores, no extra inference. 0 (default): the model's own NMS.
     """
 
+    VOTING_CANDIDATES = 5000
+    """Most candidates per image handed to box voting (the model's NMS input cap)."""
+
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 score_threshold: float = 0.05, name: str = "torch") -> None:
+                 score_threshold: float = 0.05, name: str = "torch",
+                 box_voting_iou: float = 0.0) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.score_threshold = float(score_threshold)
@@ -39,16 +48,32 @@ class TorchDetector:
         roi = getattr(self.model, "roi_heads", None)  # Faster R-CNN
         if roi is not None:
             roi.score_thresh = min(roi.score_thresh, self.score_threshold)
+        if not 0.0 <= float(box_voting_iou) <= 1.0:
+            raise ValueError(f"box_voting_iou must be in [0, 1] (0 = off), got "
+                             f"{box_voting_iou}")
+        self.box_voting_iou = float(box_voting_iou)
+        self._voting: tuple[float, int] | None = None  # the model's (nms_iou, max_dets)
+        if self.box_voting_iou > 0:
+            head = self.model if hasattr(self.model, "nms_thresh") else roi
+            if head is None or not hasattr(head, "nms_thresh"):
+                raise ValueError(f"box voting: {type(self.model).__name__} has no NMS "
+                                 "setting to take over")
+            self._voting = (float(head.nms_thresh), int(head.detections_per_img))
+            head.nms_thresh = 1.0  # IoU never exceeds 1: every candidate passes
+            head.detections_per_img = max(self.VOTING_CANDIDATES, self._voting[1])
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu",
-                  score_threshold: float = 0.05, **overrides: Any) -> TorchDetector:
-        """Load a trainer checkpoint or exported weights ``.pt`` file."""
+                  score_threshold: float = 0.05, box_voting_iou: float = 0.0,
+                  **overrides: Any) -> TorchDetector:
+        """Load a trainer checkpoint or exported weights ``.pt`` file (``overrides``: model
+        builder arguments)."""
         from sar_atd.models.checkpoint import load_model
         from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
 
         model, ckpt = load_model(path, device=device, **overrides)
-        det = cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}")
+        det = cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}",
+                  box_voting_iou=box_voting_iou)
         det.model_info = ModelInfo.from_dict(ckpt.get(METADATA_KEY), model_hash=file_sha256(path),
                                              model_name=str(ckpt["model_name"]))
         return det
@@ -70,8 +95,15 @@ class TorchDetector:
         if not tensors:
             return []
         outputs = self.model(tensors)
-        return [filter_scores(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy(),
-                              self.score_threshold) for o in outputs]
+        found = [(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy())
+                 for o in outputs]
+        if self._voting is not None:
+            from sar_atd.tta import box_voting
+
+            nms_iou, max_dets = self._voting
+            voted = [box_voting(b, s, nms_iou, self.box_voting_iou, max_dets) for b, s in found]
+            found = [(d.boxes, d.scores) for d in voted]
+        return [filter_scores(b, s, self.score_threshold) for b, s in found]
 
     def detect(self, image: np.ndarray) -> Detections:
         """Detect targets in a uint8 (H, W) image; boxes in its native pixel coordinates."""
