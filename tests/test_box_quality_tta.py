@@ -116,6 +116,14 @@ def test_weighted_box_fusion_arithmetic() -> None:
     np.testing.assert_array_equal(one.boxes, a[::-1])
     np.testing.assert_allclose(one.scores, [0.8, 0.6])
     assert len(weighted_box_fusion([np.zeros((0, 4))] * 2, [np.zeros(0)] * 2)) == 0
+    # a view's low-scored duplicate opens its own cluster instead of diluting the target's
+    dup = [np.array([[0, 0, 10, 10], [0, 0, 10, 11]]), np.array([[1, 0, 11, 10]])]
+    dup_s = [np.array([0.9, 0.1]), np.array([0.9])]
+    out = weighted_box_fusion(dup, dup_s, 0.55)
+    np.testing.assert_allclose(out.scores, [0.9, 0.05], atol=1e-6)
+    np.testing.assert_allclose(out.boxes[0], [0.5, 0, 10.5, 10], atol=1e-6)
+    orig = weighted_box_fusion(dup, dup_s, 0.55, one_per_view=False)
+    np.testing.assert_allclose(orig.scores, [1.9 / 3], atol=1e-6)
     with pytest.raises(ValueError, match="one score array per box array"):
         weighted_box_fusion([a], [])
     with pytest.raises(ValueError, match="2 boxes but 1 scores"):

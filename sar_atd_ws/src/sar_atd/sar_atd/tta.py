@@ -184,8 +184,8 @@ def detect_views(detector: Detector, image: np.ndarray, views: Sequence[View]
 
 
 def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[np.ndarray],
-                        iou_threshold: float = 0.55, weights: Sequence[float] | None = None
-                        ) -> Detections:
+                        iou_threshold: float = 0.55, weights: Sequence[float] | None = None,
+                        one_per_view: bool = True) -> Detections:
     """Fuse the detections of several views/models of one image (module doc, WBF).
 
     Args:
@@ -195,6 +195,9 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
             exceeds this, in (0, 1].
         weights: V non-negative view weights (default 1 each): scores are multiplied by
             them, and the count rescale divides by their sum.
+        one_per_view: a cluster takes at most one box of each view (a second box of the
+            same view opens its own cluster), so a view's low-scored duplicates of a target
+            do not dilute the target's fused score; False: the original WBF rule.
 
     Returns:
         :class:`Detections`, one box per cluster, sorted by decreasing fused score.
@@ -216,6 +219,7 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
         boxes.append(bk)
         scores.append(sk * w[k])
     allb, alls = np.concatenate(boxes), np.concatenate(scores)
+    view = np.concatenate([np.full(len(b), k) for k, b in enumerate(boxes)])
     if len(allb) == 0:
         return Detections()
     order = np.argsort(-alls, kind="stable")
@@ -223,10 +227,13 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
     wsum: list[np.ndarray] = []  # per cluster: sum(score * box)
     ssum: list[float] = []
     count: list[int] = []
+    members: list[set[int]] = []  # views already in each cluster
     for i in order:
         hit = -1
         if len(fused):
             iou = box_iou(allb[i:i + 1], fused)[0]
+            if one_per_view:
+                iou[[view[i] in m for m in members]] = -1.0
             best = int(np.argmax(iou))
             if iou[best] > iou_threshold:
                 hit = best
@@ -234,11 +241,13 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
             wsum.append(allb[i] * alls[i])
             ssum.append(float(alls[i]))
             count.append(1)
+            members.append({int(view[i])})
             fused = np.vstack([fused, allb[i]])
         else:
             wsum[hit] = wsum[hit] + allb[i] * alls[i]
             ssum[hit] += float(alls[i])
             count[hit] += 1
+            members[hit].add(int(view[i]))
             fused[hit] = wsum[hit] / ssum[hit] if ssum[hit] > 0 else fused[hit]
     n = np.asarray(count, np.float64)
     score = np.asarray(ssum) / n * np.minimum(n, v) / w.sum()
