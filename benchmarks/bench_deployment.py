@@ -20,9 +20,11 @@ Rayleigh clutter, 8 bright targets; float32 amplitude scenes of ``--size`` px):
   to a clean run's;
 * **soak**: a looped bag at ``--soak-load`` x R (default 1.5: sustained overload) for
   ``--soak-s`` seconds: the detector's and the evaluator's RSS after a 60 s warm-up vs at
-  the end (goal: growth <= 5 %), restarts (crashes), drops with their reasons, latency
-  p50/p99 overall and per quarter of the run (a backlog shows as rising quarters), and
-  unaccounted scenes;
+  the end of the stream (the last sample while the player still ran; goal: growth <= 5 %)
+  and, apart, the peak after it (the evaluator's final report: PR curves, plots), restarts
+  (crashes), drops with their reasons, latency p50/p99 overall and per quarter of the run
+  (a backlog shows as rising quarters), and unaccounted scenes; ``--soak-trace FILE``
+  writes every RSS sample (JSON lines);
 * **streams**: 1, 2 and 4 streams (namespaces) through one ``multi_scene_detector``
   (tiles batched across streams) vs one ``scene_detector`` process per stream: rounds of
   one scene per stream are published and timed until every stream's detections arrived
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import math
 import os
 import random
 import tempfile
@@ -230,14 +234,15 @@ def detector_pid(domain: int, module: str = DETECTOR_MODULE) -> int | None:
 
 
 def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
-         factor: float = 1.5) -> None:
+         factor: float = 1.5, trace: Path | None = None) -> None:
     """Prints RSS after warm-up vs at the end, restarts, drops, latency and unaccounted
     scenes of a looped bag sent at ``factor`` x the sustainable ``rate``."""
     bag = work / "soak_bag"
     make_bag(bag, 20, size, seed=2)
     rate_in = factor * rate
     n = int(rate_in * soak_s)
-    modules = {"detector": DETECTOR_MODULE, "evaluator": "sar_atd_ros.evaluator_node"}
+    modules = {"detector": DETECTOR_MODULE, "evaluator": "sar_atd_ros.evaluator_node",
+               "player": "sar_atd_ros.scene_player"}
     samples: dict[str, list[tuple[float, int]]] = {k: [] for k in modules}
     loads: list[float] = []
 
@@ -245,16 +250,22 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
         t0 = time.monotonic()
         pids: dict[str, int | None] = dict.fromkeys(modules)
         while time.monotonic() - t0 < soak_s + 120:
+            t = time.monotonic() - t0
+            row: dict[str, Any] = {"t_s": round(t, 1), "load": os.getloadavg()[0]}
             for k, mod in modules.items():
                 pid = pids[k]
                 pids[k] = pid = (pid if pid is not None and Path(f"/proc/{pid}").exists()
                                  else detector_pid(domain, mod))
                 if pid is not None:
                     try:
-                        samples[k].append((time.monotonic() - t0, rss_kib(pid)))
+                        row[k] = rss_kib(pid)
+                        samples[k].append((t, row[k]))
                     except OSError:
                         pass
-            loads.append(os.getloadavg()[0])
+            loads.append(row["load"])
+            if trace is not None:
+                with trace.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             time.sleep(5.0)
 
     out = run(bag, work, detector, "realtime", "soak",
@@ -265,22 +276,33 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
           f"20-scene bag, {out['wall_s']:.0f} s, detector {detector}; load average 1 min "
           f"over the run: mean {np.mean(loads) if loads else float('nan'):.1f}, max "
           f"{max(loads, default=float('nan')):.1f}, nproc {os.cpu_count()}):")
+    # the stream ends when the player exits; what comes after (draining, the evaluator's
+    # final report) is shown apart from the growth over the stream
+    t_end = samples["player"][-1][0] if samples["player"] else math.inf
     for k, smp in samples.items():
+        if k == "player":
+            continue
         t_start = smp[0][0] if smp else 0.0
-        warm = [r for t, r in smp if t - t_start >= 60.0 and r > 0]  # 0: process exiting
+        warm = [r for t, r in smp if t - t_start >= 60.0 and t <= t_end and r > 0]
+        after = [r for t, r in smp if t > t_end and r > 0]  # 0: process exiting
         if len(warm) < 2:
             print(f"{k}: too few RSS samples after the 60 s warm-up: growth not measured")
             continue
         growth = (warm[-1] - warm[0]) / warm[0]
-        print(f"{k} RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end "
+        print(f"{k} RSS after warm-up {warm[0] / 1024:.1f} MiB, at the end of the stream "
               f"{warm[-1] / 1024:.1f} MiB, max {max(warm) / 1024:.1f} MiB: growth "
-              f"{growth:+.1%} (goal <= 5 %)")
+              f"{growth:+.1%} (goal <= 5 %); after the stream (drain, final report) peak "
+              f"{max(after) / 1024 if after else float('nan'):.1f} MiB")
     quarters = " | ".join(f"{a:.0f}/{b:.0f}" for a, b in s.get("latency_quarters_p50_p99_ms")
                           or [])
     drop = s["scenes_missing"] / max(1, s["scenes_published"])
     print(f"restarts (crashes): {out.get('restarts') or 0}; published "
           f"{s['scenes_published']}, evaluated {s['scenes_evaluated']}, not evaluated "
           f"{s['scenes_missing']} ({drop:.0%}: {reasons(s)}), unaccounted {accounted(s)}")
+    m = out.get("metrics") or {}
+    print(f"metric state: {s['n_pred']} predictions, exact AP {m.get('ap_exact', '?')}, "
+          f"score bins {m.get('score_bins', '?')}; latency percentiles exact "
+          f"{s.get('latency_exact', '?')}")
     print(f"latency p50/p99 {s['latency_p50_ms']:.0f} / {s['latency_p99_ms']:.0f} ms "
           f"(processing p50 {s['processing_p50_ms']:.0f} ms); per quarter of the run "
           f"p50/p99 ms: {quarters}")
@@ -392,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-s", type=float, default=600.0, help="soak duration (s)")
     ap.add_argument("--soak-load", type=float, default=1.5,
                     help="soak input rate as a multiple of the sustainable rate")
+    ap.add_argument("--soak-trace", type=Path, default=None,
+                    help="append every soak RSS sample (KiB) to this JSON-lines file")
     ap.add_argument("--rounds", type=int, default=8, help="rounds of the streams part")
     args = ap.parse_args(argv)
     print("machine: this project's 2-core CPU (no GPU), shared with other jobs")
@@ -405,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         if "soak" in args.parts:
             if rate is None:
                 rate = overload(work, args.detector, args.size, args.scenes)
-            soak(work, args.detector, args.size, rate, args.soak_s, args.soak_load)
+            soak(work, args.detector, args.size, rate, args.soak_s, args.soak_load,
+                 args.soak_trace)
         if "streams" in args.parts:
             streams(work, args.detector, args.size, args.rounds)
     return 0
