@@ -234,7 +234,8 @@ def detector_pid(domain: int, module: str = DETECTOR_MODULE) -> int | None:
 
 
 def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
-         factor: float = 1.5, trace: Path | None = None) -> None:
+         factor: float = 1.5, trace: Path | None = None,
+         exact_max_predictions: int | None = None) -> None:
     """Prints RSS after warm-up vs at the end, restarts, drops, latency and unaccounted
     scenes of a looped bag sent at ``factor`` x the sustainable ``rate``."""
     bag = work / "soak_bag"
@@ -270,7 +271,9 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
 
     out = run(bag, work, detector, "realtime", "soak",
               player={"rate_hz": rate_in, "loop": True, "max_scenes": n},
-              node={"queue_depth": 2}, on_running=sample)
+              node={"queue_depth": 2}, on_running=sample,
+              evaluator=({} if exact_max_predictions is None else
+                         {"exact_max_predictions": exact_max_predictions}))
     s = out["summary"]
     print(f"\nsoak ({n} scenes at {rate_in:.2f}/s = {factor:g} x sustainable, from a looped "
           f"20-scene bag, {out['wall_s']:.0f} s, detector {detector}; load average 1 min "
@@ -416,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="soak input rate as a multiple of the sustainable rate")
     ap.add_argument("--soak-trace", type=Path, default=None,
                     help="append every soak RSS sample (KiB) to this JSON-lines file")
+    ap.add_argument("--soak-exact-max", type=int, default=None,
+                    help="soak: the evaluator's report.exact_max_predictions (default: "
+                    "the node's)")
     ap.add_argument("--rounds", type=int, default=8, help="rounds of the streams part")
     args = ap.parse_args(argv)
     print("machine: this project's 2-core CPU (no GPU), shared with other jobs")
@@ -430,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             if rate is None:
                 rate = overload(work, args.detector, args.size, args.scenes)
             soak(work, args.detector, args.size, rate, args.soak_s, args.soak_load,
-                 args.soak_trace)
+                 args.soak_trace, args.soak_exact_max)
         if "streams" in args.parts:
             streams(work, args.detector, args.size, args.rounds)
     return 0

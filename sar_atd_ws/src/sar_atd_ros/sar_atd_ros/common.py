@@ -202,6 +202,29 @@ class Diagnostics:
         self.pub.publish(arr)
 
 
+_LIBC: Any = None
+
+
+def release_free_heap() -> None:
+    """Return the pages freed inside the C heap to the system (glibc ``malloc_trim``; a
+    no-op where it is absent).
+
+    A node that allocates and frees large temporaries periodically (the evaluator's
+    metrics and saved state, once a second) otherwise keeps the freed pages mapped between
+    live blocks, which reads as resident memory growing with the stream.
+    """
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC(0)
+
+
 def stamp_ns(stamp: Any) -> int:
     """builtin_interfaces/Time -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

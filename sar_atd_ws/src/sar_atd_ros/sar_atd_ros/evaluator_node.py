@@ -51,6 +51,7 @@ from sar_atd_ros.common import (
     declare_qos,
     declare_section,
     read_section,
+    release_free_heap,
     run_node,
     stamp_ns,
 )
@@ -72,6 +73,9 @@ class ReportConfig:
         recent_keys: scenes (stamps, sequence numbers) remembered to recognise a copy
             re-sent to a restarted evaluator and to count distinct scenes; above the
             transient-local history depths of ``detections`` and ``ground_truth``.
+        exact_max_predictions: predictions whose per-scene records are kept for exact
+            metrics; past this many they fold into the score histogram
+            (:class:`sar_atd.streaming.MetricAccumulator`; the report's ``ap_exact``).
         latency_exact_max: latencies kept exactly; past this many, latency percentiles
             come from 1 % logarithmic bins (at most 0.5 % off;
             :class:`sar_atd.streaming.LatencyStats`).
@@ -93,6 +97,7 @@ class ReportConfig:
     operating_threshold: float = -1.0
     max_unmatched: int = 256
     recent_keys: int = 1024
+    exact_max_predictions: int = 50_000
     latency_exact_max: int = 100_000
     n_examples: int = 3
     settle_s: float = 4.0
@@ -111,6 +116,9 @@ class ReportConfig:
             raise ValueError(f"max_unmatched must be >= 1, got {self.max_unmatched}")
         if self.recent_keys < 1:
             raise ValueError(f"recent_keys must be >= 1, got {self.recent_keys}")
+        if self.exact_max_predictions < 0:
+            raise ValueError(f"exact_max_predictions must be >= 0, got "
+                             f"{self.exact_max_predictions}")
         if self.latency_exact_max < 4:
             raise ValueError(f"latency_exact_max must be >= 4, got {self.latency_exact_max}")
 
@@ -146,7 +154,8 @@ class EvaluatorNode(Node):
         check_unknown_parameters(self)
         self.cfg = read_section(self, EvaluatorConfig, "evaluator")
         self.rcfg = read_section(self, ReportConfig, "report")
-        self.acc = MetricAccumulator(self.cfg.iou_thresholds, self.cfg.method)
+        self.acc = MetricAccumulator(self.cfg.iou_thresholds, self.cfg.method,
+                                     exact_max_predictions=self.rcfg.exact_max_predictions)
         self._Metrics = Metrics
         self.pub = self.create_publisher(Metrics, "metrics", qos["metrics"])
         self.create_subscription(SceneDetections, "detections", self._on_dets,
@@ -512,6 +521,7 @@ class EvaluatorNode(Node):
             setattr(msg, name, float(s[key]))
         self.pub.publish(msg)
         self._save_state()
+        release_free_heap()  # the metrics and the saved state freed large temporaries
 
     def _check_end(self) -> None:
         if self.end_seq is None or self.done:

@@ -7,7 +7,9 @@ seconds (default 30): seconds since start, the process RSS and the Python heap t
 statistics (``mallinfo2``: arena bytes in use and free) and the ``top`` source lines whose
 Python allocations grew most since the first line. RSS growing while the traced heap stays
 flat points at native memory (DDS, allocator); a traced line growing names the culprit.
-Tracing slows allocation down: a diagnosis tool, never on in a measured run.
+Tracing slows allocation down and its records take memory: a diagnosis tool, never on in
+a measured run; with ``SAR_ATD_MEMTRACE_FRAMES=0`` only the cheap figures (RSS, malloc,
+mappings, container sizes) are written, without ``tracemalloc``.
 """
 
 from __future__ import annotations
@@ -86,21 +88,24 @@ class MemTrace:
         self.top = top
         self.t0 = time.monotonic()
         self.base: tracemalloc.Snapshot | None = None
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(int(os.environ.get(f"{ENV}_FRAMES", "1") or 1))
+        frames = int(os.environ.get(f"{ENV}_FRAMES", "1") or 1)
+        if frames > 0 and not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
         self.timer = node.create_timer(period_s, self.write)
 
     def write(self, phase: str = "running") -> None:
         """Append one line (``phase`` names the moment, e.g. before the final report)."""
-        snap = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, tracemalloc.__file__)])
-        if self.base is None:
-            self.base = snap
-        key = "traceback" if tracemalloc.get_traceback_limit() > 1 else "lineno"
-        grown = [{"where": " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}"
-                                       for fr in s.traceback),
-                  "kib": round(s.size_diff / 1024, 1), "count": s.count_diff}
-                 for s in snap.compare_to(self.base, key)[:self.top]]
+        grown: list[dict[str, Any]] = []
+        if tracemalloc.is_tracing():
+            snap = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)])
+            if self.base is None:
+                self.base = snap
+            key = "traceback" if tracemalloc.get_traceback_limit() > 1 else "lineno"
+            grown = [{"where": " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}"
+                                           for fr in s.traceback),
+                      "kib": round(s.size_diff / 1024, 1), "count": s.count_diff}
+                     for s in snap.compare_to(self.base, key)[:self.top]]
         line = {"t_s": round(time.monotonic() - self.t0, 1), "phase": phase,
                 "rss_kib": rss_kib(),
                 "traced_kib": tracemalloc.get_traced_memory()[0] // 1024,
