@@ -192,3 +192,14 @@ def test_an_older_unbounded_state_is_converted_on_resume(make_evaluator: Any,
     assert len(node.evaluated) == BOUNDS["recent_keys"] and node.seen_seq.n_distinct == 40
     assert node.latency_ms.n == 40 and node.latency_ms.percentile(100) == 39.0
     assert node.summary()["ground_truth_lost"] == 0
+
+
+def test_metric_records_fold_past_the_exact_limit(make_evaluator: Any) -> None:
+    node = make_evaluator(exact_max_predictions=10)
+    _stream(node, 1, 40)
+    assert not node.acc.exact and node.acc.n_pred == 2 * 20  # 20 evaluated scenes
+    s = node.summary()
+    assert s["AP50"] == pytest.approx(1.0) and s["scenes_missing_by_reason"] == _expected(40)
+    node.finish()  # the report says how the metrics were computed
+    report = (Path(node.rcfg.dir) / "report.json").read_text()
+    assert '"ap_exact": false' in report
