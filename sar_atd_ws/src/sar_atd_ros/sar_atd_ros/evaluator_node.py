@@ -76,6 +76,10 @@ class ReportConfig:
         exact_max_predictions: predictions whose per-scene records are kept for exact
             metrics; past this many they fold into the score histogram
             (:class:`sar_atd.streaming.MetricAccumulator`; the report's ``ap_exact``).
+            Each metrics update recomputes the exact metrics over every record (CPU and
+            transient memory grow with them: seconds per update at 10,000 CFAR
+            predictions on a loaded 2-core CPU), so a streaming node keeps this small;
+            short runs (a few scenes) stay exact.
         latency_exact_max: latencies kept exactly; past this many, latency percentiles
             come from 1 % logarithmic bins (at most 0.5 % off;
             :class:`sar_atd.streaming.LatencyStats`).
@@ -97,7 +101,7 @@ class ReportConfig:
     operating_threshold: float = -1.0
     max_unmatched: int = 256
     recent_keys: int = 1024
-    exact_max_predictions: int = 50_000
+    exact_max_predictions: int = 2_000
     latency_exact_max: int = 100_000
     n_examples: int = 3
     settle_s: float = 4.0
