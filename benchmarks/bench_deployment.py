@@ -233,6 +233,18 @@ def detector_pid(domain: int, module: str = DETECTOR_MODULE) -> int | None:
     return None
 
 
+def stream_end_s(log: Path, wall0: float) -> float | None:
+    """Seconds after ``wall0`` (epoch) at which the evaluator logged the end of the stream
+    (its first ``stream ended`` line; rclpy stamps log lines with the epoch time)."""
+    try:
+        for line in log.read_text(errors="replace").splitlines():
+            if "stream ended at scene" in line:
+                return float(line.split("[")[2].split("]")[0]) - wall0
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
 def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
          factor: float = 1.5, trace: Path | None = None,
          exact_max_predictions: int | None = None) -> None:
@@ -247,8 +259,11 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
     samples: dict[str, list[tuple[float, int]]] = {k: [] for k in modules}
     loads: list[float] = []
 
+    wall0: list[float] = []  # wall-clock time of the first sample
+
     def sample(domain: int) -> None:
         t0 = time.monotonic()
+        wall0.append(time.time())
         pids: dict[str, int | None] = dict.fromkeys(modules)
         while time.monotonic() - t0 < soak_s + 120:
             t = time.monotonic() - t0
@@ -279,9 +294,12 @@ def soak(work: Path, detector: str, size: int, rate: float, soak_s: float,
           f"20-scene bag, {out['wall_s']:.0f} s, detector {detector}; load average 1 min "
           f"over the run: mean {np.mean(loads) if loads else float('nan'):.1f}, max "
           f"{max(loads, default=float('nan')):.1f}, nproc {os.cpu_count()}):")
-    # the stream ends when the player exits; what comes after (draining, the evaluator's
-    # final report) is shown apart from the growth over the stream
-    t_end = samples["player"][-1][0] if samples["player"] else math.inf
+    # the stream ends when the evaluator gets the player's stream_end (its log line; the
+    # player lingers a few seconds after it, while the evaluator drains and writes its
+    # report); what comes after is shown apart from the growth over the stream
+    t_end = stream_end_s(Path(out["log_dir"]) / "evaluator.log", wall0[0] if wall0 else 0.0)
+    if t_end is None:  # no log line: the last sample while the player ran
+        t_end = samples["player"][-1][0] if samples["player"] else math.inf
     for k, smp in samples.items():
         if k == "player":
             continue
