@@ -250,3 +250,27 @@ def test_mosaic_of_patchworks_keeps_boxes_on_their_targets() -> None:
         np.testing.assert_array_equal(image[y0:y1, x0:x1], pw.image[3:12, 2:9])
     with pytest.raises(ValueError, match="expected"):
         mosaic([pws[0], Patchwork(np.zeros((5, 5), np.uint8), np.zeros((0, 4)))], 2)
+
+
+def test_box_options_reach_the_detector_or_are_refused(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """--box-voting-iou / --tta run on the committed .pt model; an ONNX file, an unknown
+    view and an attack refuse them in one line."""
+    model = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+    data = _dataset(tmp_path / "data")
+    base = ["eval", "--dataset", str(data), "--no-progress", "--examples", "0"]
+    assert main([*base, "--detector", str(model), "--box-voting-iou", "0.5", "--tta",
+                 "identity,mirror", "--out", str(tmp_path / "r")]) == 0
+    doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    (run,) = doc["detectors"].values()
+    assert run["config"]["tta"] == ["identity", "mirror"]
+    assert run["config"]["box_voting_iou"] == 0.5
+    capsys.readouterr()
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not read: refused before loading")
+    for extra in (["--detector", str(onnx), "--box-voting-iou", "0.5"],
+                  ["--detector", str(model), "--tta", "identity,upside"],
+                  ["--detector", str(model), "--tta", "mirror", "--attack", "fgsm"]):
+        assert main([*base, *extra, "--out", str(tmp_path / "x")]) in (1, 2), extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0], (extra, err)

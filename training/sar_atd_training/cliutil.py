@@ -110,3 +110,19 @@ def check_device(name: str, what: str = "--device") -> str:
     elif dev.type != "cpu":
         raise UsageError(f"{what} {name!r}: only cpu and cuda devices are supported")
     return name
+
+
+def add_box_options(parser) -> None:
+    """Test-time box options of the commands that run a detector (``eval``, ``detect``).
+
+    ``--box-voting-iou`` replaces a ``.pt`` model's NMS by box voting
+    (:func:`sar_atd.tta.box_voting`); ``--tta`` fuses several views
+    (:func:`sar_atd.tta.parse_views`). Both are passed to
+    :func:`sar_atd.runtime.resolve_detector`, which refuses them where they cannot run.
+    """
+    parser.add_argument("--box-voting-iou", type=float, default=0.0, metavar="IOU",
+                        help="box voting at this IoU in place of the model's NMS (torch "
+                             "backend, .pt models; 0.5 measured best; default 0 = off)")
+    parser.add_argument("--tta", default="", metavar="VIEWS",
+                        help="test-time views fused by weighted box fusion, e.g. "
+                             "identity,mirror (one inference per view; default off)")

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from sar_atd_training.cliutil import add_box_options
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -65,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amplitude-ref", type=float, default=None,
                    help="render non-8-bit scenes with the quarter-power LUT and this white "
                         "point (0 = content anchor) instead of the model's recorded rendering")
+    add_box_options(p)
     p.add_argument("--no-png", action="store_true", help="skip the annotated PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run_detect)
@@ -167,7 +170,8 @@ def run_detect(args: argparse.Namespace) -> int:
         return usage(f"--out {args.out} exists and is not empty (use --overwrite)")
     device = resolve_device_name(args.device)
     det, desc = resolve_detector(args.detector, device=device, score_threshold=0.01,
-                                 backend=args.backend)
+                                 backend=args.backend, box_voting_iou=args.box_voting_iou,
+                                 tta=args.tta)
     info = getattr(det, "model_info", None)
     render = {"render": "model"}
     if args.amplitude_ref is not None:  # an explicit LUT: the paper's quarter power

@@ -28,6 +28,8 @@ import logging
 import sys
 from pathlib import Path
 
+from sar_atd_training.cliutil import add_box_options
+
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out that is not an earlier report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_box_options(p)
     p.add_argument("--attack", choices=("fgsm", "pgd"), default=None,
                    help="white-box attack of each torch model on its training loss with the "
                         "GT boxes; AP per --epsilon (sar_atd_training.attacks)")
@@ -126,6 +129,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if getattr(args, "attack", None):
         from sar_atd_training.attacks import run_attack_eval
 
+        if args.box_voting_iou or args.tta:
+            return _usage("--box-voting-iou and --tta are not available with --attack (the "
+                          "attack targets the model's own outputs)")
+
         return run_attack_eval(args)
     from sar_atd.runtime import is_neural_spec
 
@@ -154,7 +161,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return _usage(f"--out {out} is not empty and holds no earlier report (use "
                       f"--overwrite to replace it)")
     progress = not args.no_progress
-    detectors = [resolve_detector(s, device=args.device, score_threshold=args.score_threshold)
+    detectors = [resolve_detector(s, device=args.device, score_threshold=args.score_threshold,
+                                  box_voting_iou=args.box_voting_iou, tta=args.tta)
                  + (s,) for s in specs]
     if args.tile is not None:
         detectors = [(tiled_detector(d, args.tile, args.overlap, args.batch, args.device),
