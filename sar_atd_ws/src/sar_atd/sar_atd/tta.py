@@ -310,14 +310,15 @@ class TtaDetector:
     """
 
     def __init__(self, detectors: Detector | Sequence[Detector],
-                 views: Sequence[View] | str = ("identity", "mirror"),
+                 views: Sequence[View] | Sequence[str] | str = ("identity", "mirror"),
                  iou_threshold: float = 0.55, name: str | None = None) -> None:
         dets = [detectors] if not isinstance(detectors, Sequence) else list(detectors)
         if not dets:
             raise ValueError("TtaDetector needs at least one detector")
         self.detectors = dets
-        self.views = (parse_views(views) if isinstance(views, str) or (
-            views and isinstance(views[0], str)) else tuple(views))  # type: ignore[arg-type]
+        self.views: tuple[View, ...] = (
+            parse_views(views) if isinstance(views, str)
+            else tuple(parse_view(v) if isinstance(v, str) else v for v in views))
         if not self.views:
             raise ValueError("TtaDetector needs at least one view")
         if not 0 < iou_threshold <= 1:

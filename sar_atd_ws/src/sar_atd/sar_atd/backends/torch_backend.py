@@ -54,7 +54,7 @@ class TorchDetector:
         self.box_voting_iou = float(box_voting_iou)
         self._voting: tuple[float, int] | None = None  # the model's (nms_iou, max_dets)
         if self.box_voting_iou > 0:
-            head = self.model if hasattr(self.model, "nms_thresh") else roi
+            head: Any = self.model if hasattr(self.model, "nms_thresh") else roi
             if head is None or not hasattr(head, "nms_thresh"):
                 raise ValueError(f"box voting: {type(self.model).__name__} has no NMS "
                                  "setting to take over")
