@@ -28,7 +28,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import add_detector_args
+from benchmarks.common import (
+    add_detector_args,
+    add_patchwork_set_args,
+    check_patchwork_set_args,
+    patchwork_sets,
+)
 
 
 def _ap(m: dict[str, Any]) -> str:
@@ -39,19 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_box_default",
                                      description=__doc__.splitlines()[0])
     add_detector_args(parser)
-    parser.add_argument("--n", type=int, default=200, help="dev patchworks (default 200)")
-    parser.add_argument("--n-heldback", type=int, default=100,
-                        help="held-back patchworks (default 100)")
-    parser.add_argument("--n-stretch", type=int, default=60,
-                        help="hard-stretch patchworks (default 60)")
+    add_patchwork_set_args(parser)
     parser.add_argument("--ood", type=Path, default=None,
                         help="OOD test-set folder (sar-atd testset build ood)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    for name in ("n", "n_heldback", "n_stretch"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_patchwork_set_args(parser, args)
     if args.ood is not None and not (args.ood / "ood.json").is_file():
         parser.error(f"--ood {args.ood}: no ood.json there (build it with sar-atd testset "
                      "build ood)")
@@ -61,25 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     if chips is None:
         return 0
 
-    from sar_atd.evalset import EvalImage, load_eval_dataset
+    from sar_atd.evalset import load_eval_dataset
     from sar_atd.metrics import evaluate
     from sar_atd_training.evaluation.runner import resolve_detector, run_detector
-    from sar_atd_training.quality.diagnosis import chip_records, sample_patchworks
-    from sar_atd_training.quality.renderings import rendering
     from sar_atd_training.suite.run import OOD_AP25_GOAL, OOD_RECALL_GOAL, operating_threshold
     from sar_atd_training.testsets.ood import ood_scores, read_ood_boxes
 
     specs = detector_specs(parser, args.detector, args.no_cfar)
-    dev = sample_patchworks(chip_records(chips, "all"), n=max(args.n, args.n_stretch),
-                            seed=args.seed).images
-    stretch = rendering("stretch_2_90")
-    sets = {
-        "dev": dev[:args.n],
-        "held-back": sample_patchworks(chip_records(chips, "heldback"), n=args.n_heldback,
-                                       seed=args.seed).images,
-        "stretch": [EvalImage(it.name, stretch(it.image), it.boxes)
-                    for it in dev[:args.n_stretch]],
-    }
+    sets = patchwork_sets(chips, args)
     ood_images, ood_boxes = None, None
     if args.ood is not None:
         ood_images, _ = load_eval_dataset(args.ood)

@@ -33,7 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import add_detector_args
+from benchmarks.common import (
+    add_detector_args,
+    add_patchwork_set_args,
+    check_patchwork_set_args,
+    patchwork_sets,
+)
 
 VOTE = -1
 """Model key of the first model run with box voting."""
@@ -75,19 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble-views", default="identity",
                         help="views every ensemble member runs on (default identity)")
     parser.add_argument("--iou", type=float, default=0.55, help="WBF cluster IoU (0.55)")
-    parser.add_argument("--n", type=int, default=200, help="dev patchworks (default 200)")
-    parser.add_argument("--n-heldback", type=int, default=100,
-                        help="held-back patchworks (default 100)")
-    parser.add_argument("--n-stretch", type=int, default=60,
-                        help="hard-stretch patchworks (default 60)")
+    add_patchwork_set_args(parser)
     parser.add_argument("--n-tune", type=int, default=100,
                         help="tune-split patchworks for the side-bias fit (0: no such rows)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    for name in ("n", "n_heldback", "n_stretch"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_patchwork_set_args(parser, args)
     if args.n_tune < 0:
         parser.error("--n-tune must be >= 0")
     if not 0 < args.iou <= 1:
@@ -112,13 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from sar_atd.detectors.base import Detections
-    from sar_atd.evalset import EvalImage
     from sar_atd.metrics import evaluate
     from sar_atd.tta import detect_views, weighted_box_fusion
     from sar_atd_training.evaluation.runner import resolve_detector, run_detector
     from sar_atd_training.quality.boxes import apply_side_offsets, fit_side_offsets
     from sar_atd_training.quality.diagnosis import chip_records, diagnose, sample_patchworks
-    from sar_atd_training.quality.renderings import rendering
 
     specs = detector_specs(parser, args.detector, args.no_cfar)
     cfar = [s for s in specs if s == "cfar"]
@@ -128,14 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         if not Path(m).is_file():
             parser.error(f"model file not found: {m}")
-    dev = sample_patchworks(chip_records(chips, "all"), n=max(args.n, args.n_stretch),
-                            seed=args.seed)
-    stretch = rendering("stretch_2_90")
-    sets = {"dev": dev.images[:args.n],
-            "held-back": sample_patchworks(chip_records(chips, "heldback"), args.n_heldback,
-                                           args.seed).images,
-            "stretch": [EvalImage(it.name, stretch(it.image), it.boxes)
-                        for it in dev.images[:args.n_stretch]]}
+    sets = patchwork_sets(chips, args)
     tune = (sample_patchworks(chip_records(chips, "tune"), args.n_tune, args.seed)
             if args.n_tune else None)
     print(f"Real patchworks (4x4 MSTAR 17 deg chips, seed {args.seed}): dev {args.n}, "

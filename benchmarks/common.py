@@ -38,3 +38,41 @@ def real_chips_or_none() -> Path | None:
     if chips is None:
         print(f"SKIPPED: {MISSING_DATA_MESSAGE}")
     return chips
+
+
+def add_patchwork_set_args(parser: argparse.ArgumentParser) -> None:
+    """``--n``, ``--n-heldback``, ``--n-stretch`` and ``--seed`` of the three real-patchwork
+    sets that :func:`patchwork_sets` builds."""
+    parser.add_argument("--n", type=int, default=200, help="dev patchworks (default 200)")
+    parser.add_argument("--n-heldback", type=int, default=100,
+                        help="held-back patchworks (default 100)")
+    parser.add_argument("--n-stretch", type=int, default=60,
+                        help="hard-stretch patchworks (default 60)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def check_patchwork_set_args(parser: argparse.ArgumentParser, args: argparse.Namespace
+                             ) -> None:
+    """A usage error for a set size below 1."""
+    for name in ("n", "n_heldback", "n_stretch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+
+
+def patchwork_sets(chips: Path, args: argparse.Namespace) -> dict[str, list]:
+    """The real-patchwork sets of the box benchmarks: ``dev`` (first ``args.n`` of all the
+    chips), ``held-back`` (the held-back split, never used for choices) and ``stretch`` (the
+    first ``args.n_stretch`` dev patchworks under the 2-90 % hard contrast stretch); lists
+    of ``EvalImage``, deterministic by ``args.seed``."""
+    from sar_atd.evalset import EvalImage
+    from sar_atd_training.quality.diagnosis import chip_records, sample_patchworks
+    from sar_atd_training.quality.renderings import rendering
+
+    dev = sample_patchworks(chip_records(chips, "all"), n=max(args.n, args.n_stretch),
+                            seed=args.seed).images
+    stretch = rendering("stretch_2_90")
+    return {"dev": dev[:args.n],
+            "held-back": sample_patchworks(chip_records(chips, "heldback"),
+                                           n=args.n_heldback, seed=args.seed).images,
+            "stretch": [EvalImage(it.name, stretch(it.image), it.boxes)
+                        for it in dev[:args.n_stretch]]}
