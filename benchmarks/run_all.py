@@ -16,7 +16,7 @@ import time
 
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
               "box_diagnosis", "box_refine", "box_default", "box_tta",
-              "rendering", "training", "streaming", "runtime",
+              "rendering", "sim_geometry", "training", "streaming", "runtime",
               "deployment", "attack")
 
 
