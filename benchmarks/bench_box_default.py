@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_box_default [--detector models/default.pt ...] [--no-cfar]
         [--n 200] [--n-heldback 100] [--n-stretch 60] [--ood DIR] [--seed 0]
+        [--box-voting-iou 0.5]
 
 One table per run, the CA-CFAR baseline beside the models on the same images:
 
@@ -15,6 +16,11 @@ One table per run, the CA-CFAR baseline beside the models on the same images:
   detector's operating threshold (``eval-suite``'s rule: the model's stored threshold, else
   best F1 at IoU 0.5 on the dev patchworks), false alarms on OOD objects per image beside
   the target recall on the same images (goal >= 0.9).
+
+With ``--box-voting-iou X`` every torch model (``.pt``) gets a second row, the same model
+with box voting at IoU X in place of its NMS (``sar_atd.tta.box_voting``; the runtime's
+``DetectorRuntimeConfig.box_voting_iou``): same kept boxes and scores, so the same operating
+threshold, only the coordinates move.
 
 AP25/AP50/AP70 use the paper's greedy matching and all-point interpolation. Exits 0 with a
 clear message when the real data is absent.
@@ -47,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     add_patchwork_set_args(parser)
     parser.add_argument("--ood", type=Path, default=None,
                         help="OOD test-set folder (sar-atd testset build ood)")
+    parser.add_argument("--box-voting-iou", type=float, default=0.0, metavar="X",
+                        help="also run each .pt model with box voting at this IoU in (0, 1] "
+                             "(one more row per model); 0: off (default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     check_patchwork_set_args(parser, args)
+    if not 0.0 <= args.box_voting_iou <= 1.0:
+        parser.error(f"--box-voting-iou {args.box_voting_iou}: must be in (0, 1], or 0 for off")
     if args.ood is not None and not (args.ood / "ood.json").is_file():
         parser.error(f"--ood {args.ood}: no ood.json there (build it with sar-atd testset "
                      "build ood)")
@@ -84,10 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         header += (" OOD AP25 | OOD false alarms / img | target recall | threshold (source) |"
                    " OOD goal |")
         sep += "---|---|---|---|---|"
+    runs = [(spec, 0.0) for spec in specs]
+    if args.box_voting_iou > 0:  # each .pt model once more, with box voting, right after it
+        runs = [r for spec in specs for r in [(spec, 0.0)] + (
+            [(spec, args.box_voting_iou)] if Path(spec).suffix.lower() in (".pt", ".pth")
+            else [])]
     rows = []
-    for spec in specs:
-        det, _ = resolve_detector(spec)
+    for spec, voting in runs:
+        det, _ = resolve_detector(spec, box_voting_iou=voting)
         label = det.name if spec == "cfar" else f"{Path(spec).name} ({det.name})"
+        if voting:
+            label += f" + box voting {voting:g}"
         metrics, ms = {}, {}
         for name, images in sets.items():
             preds, ms[name] = run_detector(det, images, progress=False)

@@ -309,3 +309,20 @@ def test_candidate_benchmark_on_a_few_real_patchworks(mstar_chips: Path, tmp_pat
     with pytest.raises(SystemExit) as exc:
         main(["--n", "1", "--ood", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_candidate_benchmark_box_voting_rows(mstar_chips: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """--box-voting-iou adds a box-voting row after each .pt model (none for CFAR); an IoU
+    outside [0, 1] is a usage error."""
+    from benchmarks.bench_box_default import main
+
+    assert main(["--n", "1", "--n-heldback", "1", "--n-stretch", "1",
+                 "--box-voting-iou", "0.5"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    assert len(rows) == 4 and rows[1].startswith("| CFAR-CA |")
+    assert "default.pt" in rows[2] and "box voting" not in rows[2]
+    assert "default.pt" in rows[3] and "+ box voting 0.5 |" in rows[3]
+    with pytest.raises(SystemExit) as exc:
+        main(["--n", "1", "--box-voting-iou", "1.5"])
+    assert exc.value.code == 2
