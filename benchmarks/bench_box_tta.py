@@ -1,7 +1,7 @@
 """Test-time box refinement on real patchworks: box voting, mirror and rescale TTA, ensembles.
 
     python -m benchmarks.bench_box_tta [--detector models/default.pt] [--no-cfar]
-        [--views identity,mirror] [--voting-iou 0.5] [--ensemble M ...]
+        [--views identity,mirror] [--voting-iou 0.5] [--ensemble M ...] [--onnx]
         [--n 200] [--n-heldback 100] [--n-stretch 60] [--n-tune 100] [--seed 0]
 
 The detector runs on every view of each image (``sar_atd.tta``: ``mirror`` is the
@@ -14,6 +14,13 @@ as in ``bench_box_default``: ``dev`` (the standard dev patchworks, where choices
 The ``box voting`` rows run the model with box voting in place of its NMS
 (``sar_atd.tta.box_voting``: the kept boxes take the score-weighted mean of the candidates
 overlapping them with IoU >= ``--voting-iou``; no extra inference).
+Model rows run without box voting (``.pt``: ``box_voting_iou`` 0; other files as they hold).
+``--onnx`` exports the first model (``.pt``) twice into a temporary folder, without and with
+box voting in the graph (``sar-atd export --box-voting-iou``), runs both by ONNX Runtime
+(identity view) and prints their rows, the time ratio of the voting graph over the plain one
+(median over dev images), and the parity of torch box voting against the graph's on every
+set: the largest box-coordinate difference over images with the same detections, the images
+whose detections differ in number, and the AP differences.
 The ``+ side bias`` rows add the per-side median correction of ``bench_box_refine``, fitted
 on patchworks of the *tune* chips (``--n-tune``) with the same views and measured on the
 others. The time column is the median over dev images of the summed inference time of the
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +51,8 @@ from benchmarks.common import (
 
 VOTE = -1
 """Model key of the first model run with box voting."""
+ONNX, ONNX_VOTE = -2, -3
+"""Model keys of the first model exported without / with box voting (``--onnx``)."""
 PLAIN = ("identity", "mirror")
 """Views run on the tune split (the side-bias rows) and by the box-voting detector."""
 
@@ -80,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble-views", default="identity",
                         help="views every ensemble member runs on (default identity)")
     parser.add_argument("--iou", type=float, default=0.55, help="WBF cluster IoU (0.55)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also export the first model without and with box voting and "
+                             "run both by ONNX Runtime (rows, time ratio, parity with torch)")
     add_patchwork_set_args(parser)
     parser.add_argument("--n-tune", type=int, default=100,
                         help="tune-split patchworks for the side-bias fit (0: no such rows)")
@@ -124,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         if not Path(m).is_file():
             parser.error(f"model file not found: {m}")
+    if args.onnx and (Path(models[0]).suffix.lower() not in (".pt", ".pth")
+                      or args.voting_iou <= 0):
+        parser.error("--onnx exports the first model: it must be a .pt file, with "
+                     "--voting-iou > 0")
     sets = patchwork_sets(chips, args)
     tune = (sample_patchworks(chip_records(chips, "tune"), args.n_tune, args.seed)
             if args.n_tune else None)
@@ -138,11 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict[tuple[str, int, str], list[Detections]] = {}
     ms: dict[tuple[int, str], list[float]] = {}
     all_sets = dict(sets, **({"tune": tune.images} if tune else {}))
-    dets = {k: resolve_detector(spec)[0] for k, spec in enumerate(models)}
+    dets = {k: resolve_detector(spec, box_voting_iou=_no_voting(spec))[0]
+            for k, spec in enumerate(models)}
     model_views = {k: parse_views(views if k == 0 else ens_views) for k in dets}
     if args.voting_iou > 0:
         dets[VOTE] = resolve_detector(models[0], box_voting_iou=args.voting_iou)[0]
         model_views[VOTE] = tuple(v for v in model_views[0] if v.name in PLAIN)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_box_tta_")
+    if args.onnx:
+        from sar_atd_training.export import export_checkpoint
+
+        for key, iou in ((ONNX, 0.0), (ONNX_VOTE, args.voting_iou)):
+            out = Path(tmp.name) / f"{Path(models[0]).stem}_vote{iou:g}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings of torchvision's code
+                export_checkpoint(models[0], out, box_voting_iou=iou)
+            dets[key] = resolve_detector(str(out))[0]
+            model_views[key] = parse_views("identity")
     for sname, images in all_sets.items():
         for it in images:  # image by image, every model and view: comparable timings
             for k, det in dets.items():
@@ -155,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                     raw.setdefault((sname, k, v.name), []).append(d)
                     if sname == "dev":
                         ms.setdefault((k, v.name), []).append(tv)
+    tmp.cleanup()
     for k in dets:
-        name = Path(models[max(k, 0)]).name + (" (box voting)" if k == VOTE else "")
+        name = Path(models[max(k, 0)]).name + {
+            VOTE: " (box voting)", ONNX: " (ONNX Runtime, no voting)",
+            ONNX_VOTE: " (ONNX Runtime, box voting in the graph)"}.get(k, "")
         print(f"{name}: " + ", ".join(
             f"{v.name} {np.median(ms[(k, v.name)]):.0f} ms" for v in model_views[k])
             + " per dev patchwork (median)", flush=True)
@@ -186,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                     f", identity+{v.name}"), [(VOTE, "identity")] + (
                         [] if v.name == "identity" else [(VOTE, v.name)]))
                    for v in model_views[VOTE]]
+    if ONNX in dets:
+        combos += [("ONNX Runtime, graph without voting", [(ONNX, "identity")]),
+                   (f"ONNX Runtime, box voting in the graph (IoU {args.voting_iou:g})",
+                    [(ONNX_VOTE, "identity")])]
     if len(models) > 1:
         combos.append((f"ensemble of {len(models)} models ({','.join(ens_views)})",
                        [(k, v) for k in range(len(models)) for v in ens_views]))
@@ -205,7 +242,35 @@ def main(argv: list[str] | None = None) -> int:
           "| time vs identity |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if ONNX in dets:
+        ratio = np.median(np.asarray(ms[(ONNX_VOTE, "identity")])
+                          / np.asarray(ms[(ONNX, "identity")]))
+        print(f"\nONNX Runtime time, graph with voting / without: {ratio:.2f} (median over "
+              f"{len(base_ms)} dev images)")
+        print("Parity, torch box voting vs the graph's (ONNX Runtime), IoU "
+              f"{args.voting_iou:g}:")
+        for sname in sets:
+            a, b = raw[(sname, VOTE, "identity")], raw[(sname, ONNX_VOTE, "identity")]
+            same = [(x, y) for x, y in zip(a, b, strict=True) if len(x) == len(y)]
+            diff = max((float(np.abs(x.boxes - y.boxes).max()) for x, y in same if len(x)),
+                       default=0.0)
+            sdiff = max((float(np.abs(x.scores - y.scores).max()) for x, y in same if len(x)),
+                        default=0.0)
+            ma, mb = (evaluate(p, [it.boxes for it in sets[sname]],
+                               iou_thresholds=(0.25, 0.5, 0.7), ap_iou_thresholds=(0.5,))
+                      for p in (a, b))
+            dap = max(abs(ma[k] - mb[k]) for k in ("AP25", "AP50", "AP70"))
+            print(f"  {sname}: max box difference {diff:.2e} px, max score difference "
+                  f"{sdiff:.1e} over {sum(len(x) for x, _ in same)} detections; "
+                  f"{len(a) - len(same)} of {len(a)} images with another number of "
+                  f"detections; torch {_ap(ma)}, ONNX {_ap(mb)}, max AP difference {dap:.1e}")
     return 0
+
+
+def _no_voting(spec: str) -> float | None:
+    """Box voting off for a .pt model; other files as they hold (an exported graph refuses
+    a setting it does not hold)."""
+    return 0.0 if Path(spec).suffix.lower() in (".pt", ".pth") else None
 
 
 if __name__ == "__main__":

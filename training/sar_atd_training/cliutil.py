@@ -7,6 +7,7 @@ out of range), ``FileNotFoundError``/``PermissionError`` (exit 1) for what the m
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections.abc import Sequence
@@ -115,14 +116,24 @@ def check_device(name: str, what: str = "--device") -> str:
 def add_box_options(parser) -> None:
     """Test-time box options of the commands that run a detector (``eval``, ``detect``).
 
-    ``--box-voting-iou`` replaces a ``.pt`` model's NMS by box voting
-    (:func:`sar_atd.tta.box_voting`); ``--tta`` fuses several views
-    (:func:`sar_atd.tta.parse_views`). Both are passed to
-    :func:`sar_atd.runtime.resolve_detector`, which refuses them where they cannot run.
+    ``--box-voting-iou`` sets box voting (:mod:`sar_atd.backends.voting`; default: as the
+    model holds); ``--tta`` fuses several views (:func:`sar_atd.tta.parse_views`). Both are
+    passed to :func:`sar_atd.runtime.resolve_detector`, which refuses them where they
+    cannot run.
     """
-    parser.add_argument("--box-voting-iou", type=float, default=0.0, metavar="IOU",
-                        help="box voting at this IoU in place of the model's NMS (torch "
-                             "backend, .pt models; 0.5 measured best; default 0 = off)")
+    from sar_atd.backends.voting import parse_box_voting_iou
+
+    def voting_iou(text: str) -> float | None:
+        try:
+            return parse_box_voting_iou(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parser.add_argument("--box-voting-iou", type=voting_iou, default=None, metavar="IOU",
+                        help="box voting IoU: 'model' (default: as the model holds; .pt "
+                             "files 0.5, exported graphs what they were exported with), "
+                             "an IoU in (0, 1], or 0/none = off; an exported graph refuses "
+                             "a value it does not hold")
     parser.add_argument("--tta", default="", metavar="VIEWS",
                         help="test-time views fused by weighted box fusion, e.g. "
                              "identity,mirror (one inference per view; default off)")

@@ -14,7 +14,8 @@ post-processing therefore serves torch, ONNX Runtime and TensorRT (which maps
   dynamic (native pixel scale, no resize; padding to a multiple of 32 happens in the graph);
 * outputs ``boxes`` float32 (N, 4) xyxy pixel-edge coordinates, ``scores`` float32 (N,),
   ``labels`` int64 (N,);
-* metadata: ``sar_atd.format``, ``model_name``, ``model_kwargs`` (JSON), ``score_thresh``.
+* metadata: ``sar_atd.format``, ``model_name``, ``model_kwargs`` (JSON), ``score_thresh``,
+  ``box_voting_iou``.
 
 ``--batch B --tile T`` exports the batched tile graph the scene detector runs instead:
 
@@ -30,6 +31,14 @@ Both layouts carry ``sar_atd.model_info`` (JSON of :class:`sar_atd.models.metada
 training spacing, orientation, rendering, operating threshold) copied from the checkpoint.
 The file is written to a hidden temporary sibling and renamed into place, so an
 interrupted export never leaves a partial ``.onnx`` (nor a visible temporary file).
+
+**Box voting** (``--box-voting-iou T``, default 0.5; ``0``/``none``: off): the graph's NMS
+is followed by box voting as plain tensor operations (:mod:`sar_atd.backends.voting`, the
+same function the torch backend runs): the model's NMS is taken over so that its candidates
+come out, the same per-class NMS keeps the same boxes and scores, and each kept box takes
+the score-weighted mean of the candidates of its class with IoU >= T (scores >= 0.01). The
+metadata key ``box_voting_iou`` records T or ``none``; the runtime refuses a setting that
+disagrees with it. A weights-only ``.pt`` records it under the same key.
 
 ``--fp16`` stores the weights as float16 (half the file) with a Cast to float32 in front of
 each, so ONNX Runtime computes in float32 on any machine; the TensorRT backend builds an FP16
@@ -48,9 +57,23 @@ from typing import Any
 
 import numpy as np
 
+from sar_atd.backends.voting import DEFAULT_BOX_VOTING_IOU, parse_box_voting_iou
+
 log = logging.getLogger(__name__)
 
 ONNX_FORMAT = "sar_atd.onnx/1"
+
+
+def _voting_iou(text: str) -> float:
+    """``--box-voting-iou``: an IoU in [0, 1] or ``none``/``off`` (0)."""
+    try:
+        iou = parse_box_voting_iou(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if iou is None:
+        raise argparse.ArgumentTypeError("--box-voting-iou of an export is an IoU or none "
+                                         "('model' is a runtime setting)")
+    return iou
 
 
 class BatchedTileGraph:
@@ -92,7 +115,8 @@ def _detections_per_img(model: Any) -> int:
 def export_onnx(model: Any, out: str | Path, *, model_name: str,
                 model_kwargs: dict[str, Any], fp16: bool = False, opset: int = 17,
                 example_size: tuple[int, int] = (640, 640), batch: int | None = None,
-                tile: int | None = None, model_info: dict[str, Any] | None = None) -> Path:
+                tile: int | None = None, model_info: dict[str, Any] | None = None,
+                box_voting_iou: float = DEFAULT_BOX_VOTING_IOU) -> Path:
     """Export a detector (eval mode, CPU) to an ONNX file (layouts in the module doc).
 
     Args:
@@ -105,11 +129,17 @@ def export_onnx(model: Any, out: str | Path, *, model_name: str,
         batch, tile: export the batched tile graph with B = ``batch`` tiles of
             ``tile`` x ``tile`` pixels (both or neither).
         model_info: :class:`~sar_atd.models.metadata.ModelInfo` fields to record.
+        box_voting_iou: box voting after the graph's NMS at this IoU (module doc); 0: none.
     """
     import onnx
     import torch
 
     from sar_atd.atomic import atomic_path, clean_stale_temporaries
+    from sar_atd.backends.voting import (
+        VOTING_METADATA_KEY,
+        voting_graph,
+        voting_metadata_value,
+    )
     from sar_atd.models.metadata import METADATA_KEY, ModelInfo
 
     if (batch is None) != (tile is None):
@@ -118,17 +148,21 @@ def export_onnx(model: Any, out: str | Path, *, model_name: str,
         raise ValueError(f"--batch must be >= 1 and --tile >= 32, got {batch}, {tile}")
     out = Path(out)
     clean_stale_temporaries(out)
+    if not 0.0 <= box_voting_iou <= 1.0:
+        raise ValueError(f"--box-voting-iou must be in [0, 1] (0 = none), got "
+                         f"{box_voting_iou}")
     model = model.cpu().eval()
     gen = torch.Generator().manual_seed(0)
     names = ["boxes", "scores", "labels"]
+    detections = _detections_per_img(model)
+    core: Any = voting_graph(model, box_voting_iou) if box_voting_iou > 0 else model
     if batch is not None:
         assert tile is not None
-        detections = _detections_per_img(model)
-        graph: Any = BatchedTileGraph.build(model, batch, detections)
+        graph: Any = BatchedTileGraph.build(core, batch, detections)
         args: tuple[Any, ...] = (torch.rand(batch, 1, tile, tile, generator=gen) * 255,)
         inputs, names, dyn = ["tiles"], [*names, "num_detections"], None
     else:
-        graph = model
+        graph = core
         args = ([torch.rand(1, *example_size, generator=gen) * 255],)
         inputs = ["image"]
         dyn = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"},
@@ -148,10 +182,11 @@ def export_onnx(model: Any, out: str | Path, *, model_name: str,
         meta = {"sar_atd.format": ONNX_FORMAT, "model_name": model_name,
                 "model_kwargs": json.dumps(model_kwargs, default=str),
                 "score_thresh": str(score), "weights_dtype": "float16" if fp16 else "float32",
+                VOTING_METADATA_KEY: voting_metadata_value(box_voting_iou),
                 METADATA_KEY: info.to_json()}
         if batch is not None:
             meta.update({"layout": "batched", "batch": str(batch), "tile": str(tile),
-                         "detections_per_tile": str(_detections_per_img(model)),
+                         "detections_per_tile": str(detections),
                          "input": f"tiles float32 ({batch}, 1, {tile}, {tile}) 8-bit units"})
         else:
             meta.update({"layout": "single",
@@ -204,7 +239,8 @@ def calibration_batches(train_config: dict[str, Any], bank: str | Path, n_batche
 
 def build_engine_file(checkpoint: str | Path, out: str | Path, *, batch: int, tile: int,
                       precision: str = "fp16", bank: str | Path | None = None,
-                      calibration_batches_n: int = 16, score_threshold: float = 0.01) -> Path:
+                      calibration_batches_n: int = 16, score_threshold: float = 0.01,
+                      box_voting_iou: float = DEFAULT_BOX_VOTING_IOU) -> Path:
     """Checkpoint -> batched ONNX (``out`` with suffix ``.onnx``) -> TensorRT engine ``out``.
 
     Raises:
@@ -213,6 +249,7 @@ def build_engine_file(checkpoint: str | Path, out: str | Path, *, batch: int, ti
     """
     from sar_atd.atomic import atomic_write_json
     from sar_atd.backends.tensorrt_backend import build_engine, import_tensorrt
+    from sar_atd.backends.voting import VOTING_METADATA_KEY, voting_metadata_value
     from sar_atd.models.checkpoint import read_checkpoint
     from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
 
@@ -227,24 +264,30 @@ def build_engine_file(checkpoint: str | Path, out: str | Path, *, batch: int, ti
                              "pipeline)")
         calib = calibration_batches(ckpt["config"], bank, calibration_batches_n, batch, tile)
     onnx_path = export_checkpoint(checkpoint, out.with_suffix(".onnx"),
-                                  score_threshold=score_threshold, batch=batch, tile=tile)
+                                  score_threshold=score_threshold, batch=batch, tile=tile,
+                                  box_voting_iou=box_voting_iou)
     build_engine(onnx_path, out, precision=precision, calibration=calib)
     info = ModelInfo.from_dict(ckpt.get(METADATA_KEY))
     atomic_write_json(out.with_suffix(".json"), {
         "onnx": str(onnx_path), "model_hash": file_sha256(onnx_path),
-        "tensorrt": trt.__version__, "precision": precision, METADATA_KEY: info.to_dict()})
+        "tensorrt": trt.__version__, "precision": precision,
+        VOTING_METADATA_KEY: voting_metadata_value(box_voting_iou), METADATA_KEY: info.to_dict()})
     return out
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = False,
                       opset: int = 17, score_threshold: float = 0.01,
-                      batch: int | None = None, tile: int | None = None) -> Path:
+                      batch: int | None = None, tile: int | None = None,
+                      box_voting_iou: float = DEFAULT_BOX_VOTING_IOU) -> Path:
     """Export a trainer checkpoint or weights file to ``.onnx`` or weights-only ``.pt``.
+
+    ``box_voting_iou``: the graph's box voting (0: none); a ``.pt`` records it.
 
     Raises:
         CheckpointError: unreadable/mismatched checkpoint (names the path).
         ValueError: ``out`` suffix not ``.onnx`` or ``.pt``.
     """
+    from sar_atd.backends.voting import VOTING_METADATA_KEY, voting_metadata_value
     from sar_atd.models.checkpoint import load_model, save_weights
     from sar_atd.models.metadata import METADATA_KEY as MODEL_INFO_KEY
 
@@ -257,10 +300,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, fp16: bool = F
     if out.suffix == ".pt":
         extra = {k: ckpt[k] for k in ("config", "record", "step", MODEL_INFO_KEY)
                  if k in ckpt}
+        extra[VOTING_METADATA_KEY] = voting_metadata_value(box_voting_iou)
         return save_weights(out, model, ckpt["model_name"], kwargs, fp16=fp16, extra=extra)
     return export_onnx(model, out, model_name=ckpt["model_name"], model_kwargs=kwargs,
                        fp16=fp16, opset=opset, batch=batch, tile=tile,
-                       model_info=ckpt.get(MODEL_INFO_KEY))
+                       model_info=ckpt.get(MODEL_INFO_KEY), box_voting_iou=box_voting_iou)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -273,12 +317,13 @@ def _run(args: argparse.Namespace) -> int:
                              "--tile (static tile graph)")
         path = build_engine_file(args.checkpoint, args.out, batch=args.batch, tile=args.tile,
                                  precision=args.precision, bank=args.bank,
-                                 score_threshold=args.score_threshold)
+                                 score_threshold=args.score_threshold,
+                                 box_voting_iou=args.box_voting_iou)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     path = export_checkpoint(args.checkpoint, args.out, fp16=args.fp16, opset=args.opset,
                              score_threshold=args.score_threshold, batch=args.batch,
-                             tile=args.tile)
+                             tile=args.tile, box_voting_iou=args.box_voting_iou)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -303,4 +348,7 @@ def register(subparsers: Any) -> None:
                    help="export the batched tile graph: B tiles per call (with --tile)")
     p.add_argument("--tile", type=int, default=None, metavar="T",
                    help="tile side of the batched graph (with --batch), e.g. 640")
+    p.add_argument("--box-voting-iou", type=_voting_iou, default=DEFAULT_BOX_VOTING_IOU,
+                   metavar="T", help=f"box voting after the graph's NMS at IoU T (default "
+                   f"{DEFAULT_BOX_VOTING_IOU}; 0 or none: off); recorded in the file")
     p.set_defaults(func=_run)

@@ -425,8 +425,10 @@ class DetectorRuntimeConfig(RosParamsMixin):
         precision: TensorRT engine precision: ``fp16``, ``fp32`` or ``int8``.
         engine_cache_dir: TensorRT engine cache ("" = ``~/.cache/sar_atd/engines``).
         threads: ONNX Runtime intra-op threads (0 = its default).
-        box_voting_iou: > 0: box voting at this IoU in place of the model's NMS (torch
-            backend, ``.pt`` models; :func:`sar_atd.tta.box_voting`); 0 = off.
+        box_voting_iou: box voting (:mod:`sar_atd.backends.voting`): ``"model"`` = as the
+            model holds (exported graph: its export setting; ``.pt``: recorded, else 0.5);
+            an IoU in (0, 1]; 0 or ``"none"`` = off. A setting an exported graph does not
+            hold is refused.
         tta: test-time views fused by weighted box fusion, e.g. ``"identity,mirror"``
             (:func:`sar_atd.tta.parse_views`; one inference per view); ``""`` = off.
     """
@@ -440,13 +442,16 @@ class DetectorRuntimeConfig(RosParamsMixin):
     precision: str = "fp16"
     engine_cache_dir: str = ""
     threads: int = 0
-    box_voting_iou: float = 0.0
+    box_voting_iou: float | str = "model"
     tta: str = ""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.box_voting_iou <= 1:
-            raise ValueError(f"DetectorRuntimeConfig.box_voting_iou must be in [0, 1] (0 = "
-                             f"off), got {self.box_voting_iou}")
+        from sar_atd.backends.voting import parse_box_voting_iou
+
+        try:
+            parse_box_voting_iou(self.box_voting_iou)
+        except ValueError as err:
+            raise ValueError(f"DetectorRuntimeConfig.box_voting_iou: {err}") from None
         if self.tta:
             from sar_atd.tta import parse_views
 

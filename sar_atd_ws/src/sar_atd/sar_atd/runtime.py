@@ -69,7 +69,8 @@ def resolve_device_name(device: str) -> str:
 
 
 def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: float = 0.01,
-                     backend: str | None = None, box_voting_iou: float = 0.0, tta: str = "",
+                     backend: str | None = None, box_voting_iou: float | str | None = None,
+                     tta: str = "",
                      **backend_kw: Any) -> tuple[Detector, dict[str, Any]]:
     """Turn a detector spec into a detector behind the common interface.
 
@@ -83,9 +84,11 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
             ``.onnx`` file); ``auto``: the first of TensorRT, ONNX Runtime, torch that can
             run the file on ``device`` and loads (each refusal is logged, the choice too);
             None or ``""``: by suffix.
-        box_voting_iou: > 0: box voting at this IoU instead of the model's NMS
-            (:func:`sar_atd.tta.box_voting`; torch backend only, the exported ONNX/TensorRT
-            graphs run their NMS inside); 0: off. Ignored by CFAR.
+        box_voting_iou: box voting (:mod:`sar_atd.backends.voting`): None or ``"model"``
+            = as the model holds (an exported graph: what it was exported with, none for
+            older graphs; a ``.pt`` file: its recorded IoU, else 0.5); an IoU in (0, 1] =
+            voting at that IoU; 0 or ``"none"`` = off. An ONNX/TensorRT graph holds its
+            voting: a different setting is refused (ConfigError). Ignored by CFAR.
         tta: test-time views fused by weighted box fusion (:func:`sar_atd.tta.parse_views`,
             e.g. ``"identity,mirror"``: one inference per view); ``""``: off.
         **backend_kw: backend options (``threads``, ``precision``, ``cache_dir``...).
@@ -95,8 +98,9 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
         model's metadata).
 
     Raises:
-        ValueError: unknown name/suffix, a threshold outside [0, 1], box voting on a
-            backend other than torch, or an unknown TTA view.
+        ValueError: unknown name/suffix, a threshold or voting IoU outside [0, 1], or an
+            unknown TTA view.
+        ConfigError: a box-voting setting an exported graph does not hold.
         FileNotFoundError: a model path that does not exist.
         BackendError: backend unavailable (names the missing package) or model unloadable.
         CheckpointError: corrupt or mismatched ``.pt``.
@@ -113,15 +117,15 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
 
 
 def _resolve(spec: str | Path, device: str, score_threshold: float, backend: str | None,
-             box_voting_iou: float, backend_kw: dict[str, Any]
+             box_voting_iou: float | str | None, backend_kw: dict[str, Any]
              ) -> tuple[Detector, dict[str, Any]]:
     """:func:`resolve_detector` without the TTA wrapper."""
+    from sar_atd.backends.voting import parse_box_voting_iou
     from sar_atd.detectors.cfar import CfarConfig, CfarDetector
 
     text = str(spec)
     low = text.lower()
-    if not 0.0 <= float(box_voting_iou) <= 1.0:
-        raise ValueError(f"box_voting_iou {box_voting_iou} is outside [0, 1] (0 = off)")
+    voting = parse_box_voting_iou(box_voting_iou)
     if low in CFAR_SPECS:
         cfg = CfarConfig(method=CFAR_SPECS[low])
         cfar = CfarDetector(cfg, name=f"CFAR-{CFAR_SPECS[low].upper()}")
@@ -139,12 +143,7 @@ def _resolve(spec: str | Path, device: str, score_threshold: float, backend: str
     device = resolve_device_name(device)
     from sar_atd.backends import load_detector
 
-    if box_voting_iou > 0:
-        if (backend or MODEL_SUFFIXES[suffix]) not in ("torch", "auto") or suffix not in (
-                ".pt", ".pth"):
-            raise ValueError(f"box voting needs the torch backend and a .pt model; {path.name} "
-                             "runs its NMS inside the exported graph")
-        backend_kw = dict(backend_kw, box_voting_iou=float(box_voting_iou))
+    backend_kw = dict(backend_kw, box_voting_iou=voting)
 
     if backend == "auto":
         candidates = auto_backends(path, device)
@@ -174,8 +173,9 @@ def _resolve(spec: str | Path, device: str, score_threshold: float, backend: str
     info = getattr(det, "model_info", None)
     desc: dict[str, Any] = {"spec": text, "model": str(path), "backend": chosen,
                             "device": device, "score_threshold": float(score_threshold)}
-    if box_voting_iou > 0:
-        desc["box_voting_iou"] = float(box_voting_iou)
+    held = getattr(det, "box_voting_iou", None)
+    if held is not None:  # the voting the detector runs (0.0: none)
+        desc["box_voting_iou"] = float(held)
     if info is not None:
         desc["model_info"] = info.to_dict()
     return det, desc

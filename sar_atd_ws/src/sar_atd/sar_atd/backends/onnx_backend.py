@@ -10,8 +10,10 @@ Two graph layouts (see ``sar_atd_training.export``), told apart by the file's me
   model's normalisation maps to 0 (what torch's own padding to a multiple of 32 does), so
   detections match the torch model up to float rounding.
 
-The whole torchvision post-processing is inside the graph; the runtime only applies the
-score threshold. Execution providers: with ``device="cpu"`` the CPU provider only; with
+The whole torchvision post-processing is inside the graph (box voting too, when exported
+with it: metadata ``box_voting_iou``, :mod:`sar_atd.backends.voting`); the runtime only
+applies the score threshold, and refuses a box-voting setting the graph does not hold.
+Execution providers: with ``device="cpu"`` the CPU provider only; with
 ``"cuda[:N]"`` or ``"auto"``, TensorRT and CUDA providers first when this onnxruntime has
 them (``onnxruntime-gpu``), CPU otherwise (``"auto"``) or a clear error (``"cuda"``).
 """
@@ -31,6 +33,7 @@ from sar_atd.backends.base import (
     filter_scores,
     unpad_detections,
 )
+from sar_atd.backends.voting import held_box_voting, parse_box_voting_iou, settle_box_voting
 from sar_atd.detectors.base import Detections
 from sar_atd.errors import BackendError
 from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
@@ -76,13 +79,21 @@ class OnnxDetector:
         score_threshold: minimum score kept.
         threads: intra-op threads of the session (0 = onnxruntime default).
         cache_dir: TensorRT execution provider engine cache.
+        box_voting_iou: the box voting the caller expects (None or ``"model"``: whatever
+            the graph holds; 0/``"none"``: none; an IoU): it must match the graph's.
+
+    Attributes:
+        box_voting_iou: the voting IoU the graph holds (0.0: none).
 
     Raises:
         BackendError: onnxruntime missing, or the file missing/corrupt (naming the path).
+        ConfigError: ``box_voting_iou`` disagrees with the graph (one line, both values).
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", score_threshold: float = 0.05,
-                 threads: int = 0, cache_dir: str | Path | None = None) -> None:
+                 threads: int = 0, cache_dir: str | Path | None = None,
+                 box_voting_iou: float | str | None = None) -> None:
+        requested = parse_box_voting_iou(box_voting_iou)
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"ONNX model not found: {path}")
@@ -104,6 +115,8 @@ class OnnxDetector:
                                f"{str(err).splitlines()[0]}") from None
         self.path = path
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.box_voting_iou = settle_box_voting(requested, held_box_voting(self.metadata),
+                                                path.name)
         names = [i.name for i in self.session.get_inputs()]
         if names not in (["image"], ["tiles"]):
             raise BackendError(f"{path}: expected one input 'image' or 'tiles', got {names} "

@@ -282,20 +282,38 @@ class TensorRTDetector:
         precision: ``fp32`` | ``fp16`` | ``int8`` when building from ONNX.
         cache_dir: engine cache folder.
         calibration: INT8 calibration tile batches.
+        box_voting_iou: the box voting the caller expects (None or ``"model"``: whatever
+            the graph holds); checked against the ONNX metadata (``.onnx``) or the engine's
+            ``.json`` sidecar (``.engine``; none recorded = no voting) before any build.
 
     Raises:
         BackendError: TensorRT, CUDA or pycuda unavailable, or the model missing/corrupt.
+        ConfigError: ``box_voting_iou`` disagrees with the graph (one line, both values).
     """
 
     def __init__(self, path: str | Path, device: str = "cuda", score_threshold: float = 0.05,
                  precision: str = "fp16", cache_dir: str | Path | None = None,
-                 calibration: Iterable[np.ndarray] | None = None, **_: Any) -> None:
+                 calibration: Iterable[np.ndarray] | None = None,
+                 box_voting_iou: float | str | None = None, **_: Any) -> None:
+        from sar_atd.backends.voting import (
+            held_box_voting,
+            parse_box_voting_iou,
+            settle_box_voting,
+        )
+
+        requested = parse_box_voting_iou(box_voting_iou)
         trt = import_tensorrt()
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"model not found: {path}")
         dev_index = int(str(device).split(":")[1]) if ":" in str(device) else 0
         if path.suffix == ".onnx":
+            import onnx
+
+            graph_meta = {p.key: p.value for p in onnx.load(
+                str(path), load_external_data=False).metadata_props}
+            self.box_voting_iou = settle_box_voting(requested, held_box_voting(graph_meta),
+                                                    path.name)
             engine_path, self.model_info = cached_engine(
                 path, precision=precision, cache_dir=cache_dir, device_index=dev_index,
                 calibration=calibration)
@@ -303,6 +321,8 @@ class TensorRTDetector:
             engine_path = path
             side = path.with_suffix(".json")
             meta = json.loads(side.read_text()) if side.is_file() else {}
+            self.box_voting_iou = settle_box_voting(
+                requested, held_box_voting(meta.get("metadata") or meta), path.name)
             self.model_info = ModelInfo.from_dict(meta.get(METADATA_KEY),
                                                   model_hash=file_sha256(path))
         self.buffers, self.kind = _device_buffers()

@@ -10,6 +10,15 @@ import torch
 from torch import nn
 
 from sar_atd.backends.base import check_image, check_tile_batch, filter_scores
+from sar_atd.backends.voting import (
+    DEFAULT_BOX_VOTING_IOU,
+    VOTING_CANDIDATES,
+    VOTING_METADATA_KEY,
+    held_box_voting,
+    parse_box_voting_iou,
+    take_over_nms,
+    vote_outputs,
+)
 from sar_atd.detectors.base import Detections
 from sar_atd.models.metadata import ModelInfo
 
@@ -23,14 +32,15 @@ class TorchDetector:
         device: torch device.
         score_threshold: minimum score kept (the model's own threshold is lowered to it).
         name: detector name for logs and reports.
-        box_voting_iou: > 0 turns on box voting (:func:`sar_atd.tta.box_voting`): the
-            model's NMS is switched off (all candidates, up to ``VOTING_CANDIDATES``, come
-            out) and replaced by the same NMS whose kept boxes are the score-weighted mean
-            of the candidates overlapping them with IoU >= this; same boxes kept, same
-            scores, no extra inference. 0 (default): the model's own NMS.
+        box_voting_iou: > 0 turns on box voting (:mod:`sar_atd.backends.voting`, the same
+            tensor operations the exported graphs run): the model's NMS is taken over (all
+            candidates come out) and replaced by the same NMS whose kept boxes are the
+            score-weighted mean of the candidates overlapping them with IoU >= this; same
+            boxes kept, same scores, no extra inference. 0 (default here): the model's own
+            NMS. :meth:`from_file` defaults to what the model file holds.
     """
 
-    VOTING_CANDIDATES = 5000
+    VOTING_CANDIDATES = VOTING_CANDIDATES
     """Most candidates per image handed to box voting (the model's NMS input cap)."""
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
@@ -54,26 +64,30 @@ class TorchDetector:
         self.box_voting_iou = float(box_voting_iou)
         self._voting: tuple[float, int] | None = None  # the model's (nms_iou, max_dets)
         if self.box_voting_iou > 0:
-            head: Any = self.model if hasattr(self.model, "nms_thresh") else roi
-            if head is None or not hasattr(head, "nms_thresh"):
-                raise ValueError(f"box voting: {type(self.model).__name__} has no NMS "
-                                 "setting to take over")
-            self._voting = (float(head.nms_thresh), int(head.detections_per_img))
-            head.nms_thresh = 1.0  # IoU never exceeds 1: every candidate passes
-            head.detections_per_img = max(self.VOTING_CANDIDATES, self._voting[1])
+            self._voting = take_over_nms(self.model)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu",
-                  score_threshold: float = 0.05, box_voting_iou: float = 0.0,
+                  score_threshold: float = 0.05, box_voting_iou: float | str | None = None,
                   **overrides: Any) -> TorchDetector:
         """Load a trainer checkpoint or exported weights ``.pt`` file (``overrides``: model
-        builder arguments)."""
+        builder arguments).
+
+        ``box_voting_iou``: None or ``"model"`` = the IoU the file records
+        (``sar-atd export --out M.pt --box-voting-iou T``), else
+        :data:`~sar_atd.backends.voting.DEFAULT_BOX_VOTING_IOU`; 0 = off; a number = that IoU.
+        """
         from sar_atd.models.checkpoint import load_model
         from sar_atd.models.metadata import METADATA_KEY, ModelInfo, file_sha256
 
+        iou = parse_box_voting_iou(box_voting_iou)
         model, ckpt = load_model(path, device=device, **overrides)
+        if iou is None:
+            held = ckpt.get(VOTING_METADATA_KEY)
+            iou = DEFAULT_BOX_VOTING_IOU if held is None else held_box_voting(
+                {VOTING_METADATA_KEY: held})
         det = cls(model, device, score_threshold, name=f"torch:{ckpt['model_name']}",
-                  box_voting_iou=box_voting_iou)
+                  box_voting_iou=iou)
         det.model_info = ModelInfo.from_dict(ckpt.get(METADATA_KEY), model_hash=file_sha256(path),
                                              model_name=str(ckpt["model_name"]))
         return det
@@ -95,15 +109,12 @@ class TorchDetector:
         if not tensors:
             return []
         outputs = self.model(tensors)
-        found = [(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy())
-                 for o in outputs]
         if self._voting is not None:
-            from sar_atd.tta import box_voting
-
             nms_iou, max_dets = self._voting
-            voted = [box_voting(b, s, nms_iou, self.box_voting_iou, max_dets) for b, s in found]
-            found = [(d.boxes, d.scores) for d in voted]
-        return [filter_scores(b, s, self.score_threshold) for b, s in found]
+            outputs = vote_outputs(outputs, nms_iou, self.box_voting_iou, max_dets)
+        return [filter_scores(o["boxes"].float().cpu().numpy(),
+                              o["scores"].float().cpu().numpy(), self.score_threshold)
+                for o in outputs]
 
     def detect(self, image: np.ndarray) -> Detections:
         """Detect targets in a uint8 (H, W) image; boxes in its native pixel coordinates."""
