@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         model_views[VOTE] = tuple(v for v in model_views[0] if v.name in PLAIN)
     tmp = tempfile.TemporaryDirectory(prefix="bench_box_tta_")
     if args.onnx:
+        import torch
+
         from sar_atd_training.export import export_checkpoint
 
         for key, iou in ((ONNX, 0.0), (ONNX_VOTE, args.voting_iou)):
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tracer warnings of torchvision's code
                 export_checkpoint(models[0], out, box_voting_iou=iou)
-            dets[key] = resolve_detector(str(out))[0]
+            # ONNX Runtime with as many intra-op threads as torch uses here
+            dets[key] = resolve_detector(str(out), threads=torch.get_num_threads())[0]
             model_views[key] = parse_views("identity")
     for sname, images in all_sets.items():
         for it in images:  # image by image, every model and view: comparable timings

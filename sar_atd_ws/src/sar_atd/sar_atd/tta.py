@@ -5,8 +5,10 @@ suppression keeps the best-scored box of each target as usual, but its coordinat
 the score-weighted mean of every candidate box (its own included) overlapping it with IoU >=
 ``vote_iou``, so the regression of many anchors is averaged instead of one anchor's being
 kept. Scores and the kept set are those of plain NMS; it costs no extra inference, only the
-candidates before NMS (:class:`sar_atd.backends.torch_backend.TorchDetector`
-``box_voting_iou``).
+candidates before NMS. :func:`box_voting` is the numpy reference; the runtime runs the
+tensor version of :mod:`sar_atd.backends.voting` (per class, voters scored >= 0.01), the
+same operations in the torch backend and inside the graphs of ``sar-atd export``
+(``box_voting_iou``; on by default at IoU 0.5).
 
 **TTA**: one image seen several ways, the detections fused into one set.
 
@@ -257,7 +259,8 @@ def weighted_box_fusion(boxes_list: Sequence[np.ndarray], scores_list: Sequence[
 
 def box_voting(boxes: np.ndarray, scores: np.ndarray, nms_iou: float = 0.5,
                vote_iou: float = 0.5, max_detections: int | None = None) -> Detections:
-    """NMS whose kept boxes take the score-weighted mean of their overlapping candidates.
+    """NMS whose kept boxes take the score-weighted mean of their overlapping candidates
+    (numpy reference of :func:`sar_atd.backends.voting.vote_tensors`, one class).
 
     Args:
         boxes: (N, 4) xyxy candidate boxes of one image, before NMS.
