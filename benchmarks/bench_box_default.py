@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{s['target_recall']:.3f} | {thr:.3f} ({src}) | "
                         f"{'met' if ok else 'missed'} |")
         rows.append(row)
-        print(f"{label}: {ms['dev']:.0f} ms per dev patchwork", flush=True)
+        # the row as soon as it is measured (a long run shows its first rows early)
+        print(f"{label}: {ms['dev']:.0f} ms per dev patchwork; {row}", flush=True)
     print()
     print("\n".join([header, sep, *rows]))
     return 0
