@@ -36,7 +36,12 @@ def test_known_offsets_extents_and_shares():
     inside = 9 * 14  # rows 12-20 x cols 10-23
     assert g.bright_inside == pytest.approx(inside / (11 * 14))
     assert g.fill == pytest.approx(inside / (11 * 16))
+    assert g.shadow_head == pytest.approx(1.0)  # the shadow is as bright as the clutter
     assert g.as_row().shape == (len(GEOMETRY_FIELDS),)
+    img[mask == MASK_SHADOW] = 0.2
+    img[9, :] = np.where(mask[9] == MASK_SHADOW, 0.8, img[9])  # the row touching the target
+    g = measure_geometry(img, mask)
+    assert g.shadow_head == pytest.approx((0.2 + 0.2 + 0.8) / 3)  # its first 3 rows
 
 
 def test_shadow_gap_and_isolated_speckle():

@@ -39,7 +39,7 @@ clutter, 8-bit linear rendering; ``bench_sim_geometry`` prints it). Shadows on M
 hold the noise floor plus the target's sidelobes, not zero."""
 
 GEOMETRY_FIELDS = ("length_px", "width_px", "far", "near", "left", "right", "shadow_gap_px",
-                   "bright_inside", "fill")
+                   "bright_inside", "fill", "shadow_head")
 """Names of :meth:`TargetGeometry.as_row` in order."""
 
 _NEAR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
@@ -61,6 +61,10 @@ class TargetGeometry:
         bright_inside: share of the bright returns (see :func:`bright_returns`) that lie
             inside the target mask.
         fill: share of the target mask's pixels that are bright.
+        shadow_head: median magnitude of the first :data:`SHADOW_HEAD_PX` shadow pixels
+            behind the target (per column, then over columns) over the clutter median: how
+            dark the shadow is where it meets the target (1: as bright as the clutter); NaN
+            without shadow behind the target.
     """
 
     length_px: float
@@ -69,11 +73,12 @@ class TargetGeometry:
     shadow_gap_px: float
     bright_inside: float
     fill: float
+    shadow_head: float = float("nan")
 
     def as_row(self) -> np.ndarray:
-        """float64 (9,) in :data:`GEOMETRY_FIELDS` order."""
+        """float64 (10,) in :data:`GEOMETRY_FIELDS` order."""
         return np.array([self.length_px, self.width_px, *self.offsets, self.shadow_gap_px,
-                         self.bright_inside, self.fill], np.float64)
+                         self.bright_inside, self.fill, self.shadow_head], np.float64)
 
 
 def bright_returns(image: np.ndarray, mask: np.ndarray, factor: float = 3.0,
@@ -105,15 +110,24 @@ def bright_returns(image: np.ndarray, mask: np.ndarray, factor: float = 3.0,
     return keep[lab]
 
 
-def _shadow_gap(mask: np.ndarray) -> float:
+SHADOW_HEAD_PX = 3
+"""Shadow pixels per column, nearest the target, that :attr:`TargetGeometry.shadow_head`
+averages."""
+
+
+def _shadow_start(img: np.ndarray, mask: np.ndarray, level: float) -> tuple[float, float]:
+    """(median gap in px between target and shadow, median shadow-head level / clutter)."""
     target, shadow = mask == MASK_TARGET, mask == MASK_SHADOW
-    gaps = []
+    gaps, heads = [], []
     for col in np.nonzero(target.any(axis=0))[0]:
         far = int(np.argmax(target[:, col]))  # farthest (smallest-row) target pixel
         rows = np.nonzero(shadow[:far, col])[0]
         if rows.size:
             gaps.append(far - (rows.max() + 1))
-    return float(np.median(gaps)) if gaps else float("nan")
+            heads.append(float(np.mean(img[rows[-SHADOW_HEAD_PX:], col])))
+    if not gaps:
+        return float("nan"), float("nan")
+    return float(np.median(gaps)), float(np.median(heads)) / level if level > 0 else np.nan
 
 
 def measure_geometry(image: np.ndarray, mask: np.ndarray, factor: float = 3.0,
@@ -140,10 +154,14 @@ def measure_geometry(image: np.ndarray, mask: np.ndarray, factor: float = 3.0,
     rb = mask_box(bright, 1).astype(np.float64)
     # outward-signed side offsets: far (y0), near (y1), left (x0), right (x1)
     offsets = np.array([mb[1] - rb[1], rb[3] - mb[3], mb[0] - rb[0], rb[2] - mb[2]])
+    img = np.asarray(image, np.float64)
+    clutter = img[m == 0]
+    gap, head = _shadow_start(img, m, float(np.median(clutter)) if clutter.size else 0.0)
     return TargetGeometry(length_px=float(mb[3] - mb[1]), width_px=float(mb[2] - mb[0]),
-                          offsets=offsets, shadow_gap_px=_shadow_gap(m),
+                          offsets=offsets, shadow_gap_px=gap,
                           bright_inside=float((bright & target).sum() / bright.sum()),
-                          fill=float((bright & target).sum() / target.sum()))
+                          fill=float((bright & target).sum() / target.sum()),
+                          shadow_head=head)
 
 
 def synthetic_chip(signature: np.ndarray, support: np.ndarray, shadow: np.ndarray,
