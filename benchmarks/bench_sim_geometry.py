@@ -9,7 +9,7 @@ by default: the 20 % held back by SHA-256 of the chip name, never used for choic
 chips carry no azimuth, so all azimuths are used; ``--step`` thins them), rendered as a chip
 in grass clutter (:func:`~sar_atd_training.simulator.measure.synthetic_chip`), with the
 support as target mask. Without ``--bank`` the current models are simulated on the fly
-every ``--step`` degrees. Both sides are measured by
+every ``--step`` degrees (``--edge-model``). Both sides are measured by
 :func:`~sar_atd_training.simulator.measure.measure_geometry`; per class the table prints
 10 % trimmed means of: target-mask range extent (``len``) and cross-range extent (``wid``)
 in pixels; where the bright returns end relative to the mask on each side (far = shadow
@@ -56,8 +56,10 @@ def real_rows(chips: Path, subset: str) -> tuple[dict[str, np.ndarray], float]:
 
 
 def synthetic_rows(bank_path: str | None, classes: list[str], step: float,
-                   depression: float = 17.0) -> dict[str, np.ndarray]:
-    """Per-class (N, 10) geometry rows of simulated 17 deg targets (bank or on the fly)."""
+                   depression: float = 17.0, edge_model: str = "isotropic"
+                   ) -> dict[str, np.ndarray]:
+    """Per-class (N, 10) geometry rows of simulated 17 deg targets (bank or on the fly, with
+    ``edge_model``)."""
     from sar_atd_training.simulator import simulate_signature
     from sar_atd_training.simulator.measure import measure_geometry, synthetic_chip
 
@@ -65,7 +67,8 @@ def synthetic_rows(bank_path: str | None, classes: list[str], step: float,
     if bank_path is None:
         for c in classes:
             for i, az in enumerate(np.arange(0.0, 360.0, step)):
-                sig, sh, sup = simulate_signature(c, float(az), depression, seed=i)
+                sig, sh, sup = simulate_signature(c, float(az), depression, seed=i,
+                                                  edge_model=edge_model)
                 img, m = synthetic_chip(sig, sup, sh, np.random.default_rng(i))
                 g = measure_geometry(img, m)
                 if g is not None:
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=float, default=10.0,
                    help="synthetic azimuth step in degrees (default 10)")
     p.add_argument("--classes", nargs="+", default=None, help="restrict to these classes")
+    p.add_argument("--edge-model", default="isotropic", choices=("isotropic", "wedge"),
+                   help="edge diffraction model of the on-the-fly simulation (no --bank)")
     p.add_argument("--json", default=None, help="also write the per-class means to this JSON file")
     args = p.parse_args(argv)
     if args.step <= 0:
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     banks: list[tuple[str, str | None]] = []
     for spec in args.bank or [None]:
         if spec is None:
-            banks.append(("simulated", None))
+            banks.append((f"sim {args.edge_model}", None))
             continue
         label, _, path = spec.rpartition("=")
         if not Path(path).is_dir():
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     classes = sorted(real_r)
     sims, n_sim = {}, {}
     for label, path in banks:
-        rows = synthetic_rows(path, classes, args.step)
+        rows = synthetic_rows(path, classes, args.step, edge_model=args.edge_model)
         sims[label] = trimmed_means(rows)
         n_sim[label] = {k: len(v) for k, v in rows.items()}
     real = trimmed_means(real_r)

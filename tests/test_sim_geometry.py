@@ -92,4 +92,4 @@ def test_benchmark_runs_on_real_chips(mstar_chips, capsys):
 
     assert main(["--classes", "BRDM_2", "--step", "90", "--subset", "heldback"]) == 0
     out = capsys.readouterr().out
-    assert "BRDM_2" in out and "real" in out and "simulated" in out
+    assert "BRDM_2" in out and "real" in out and "sim isotropic" in out

@@ -85,6 +85,9 @@ class BankConfig:
         object_depression_deg: object depression (deg).
         seed: base seed; each entry's seed derives from it and the entry's indices.
         shape: chip (H, W).
+        edge_model: edge diffraction model (``scattering.EDGE_MODELS``); the default
+            ``isotropic`` is left out of the manifest, so banks written before the option
+            existed still resume.
     """
 
     classes: tuple[str, ...] = tuple(MSTAR_CLASSES)
@@ -95,8 +98,12 @@ class BankConfig:
     object_depression_deg: float = 15.0
     seed: int = 0
     shape: tuple[int, int] = (128, 128)
+    edge_model: str = "isotropic"
 
     def __post_init__(self) -> None:
+        from sar_atd_training.simulator.scattering import check_edge_model
+
+        check_edge_model(self.edge_model)
         for c in self.classes:
             if c not in MSTAR_CLASSES:
                 raise ValueError(f"unknown class {c!r}: expected some of {MSTAR_CLASSES}")
@@ -141,6 +148,8 @@ class BankConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if d["edge_model"] == "isotropic":
+            del d["edge_model"]
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
@@ -186,19 +195,20 @@ def encode_signatures(sig: np.ndarray) -> np.ndarray:
     return np.stack([s.real, s.imag], axis=-1).astype(np.float16)
 
 
-def _simulate_task(task: tuple[str, float, list[float], int, tuple[int, int]]
+def _simulate_task(task: tuple[str, float, list[float], int, tuple[int, int], str]
                    ) -> tuple[str, list[float], np.ndarray, np.ndarray, np.ndarray]:
     """Worker: simulate azimuths of one chunk -> (chunk class key, azimuths, arrays)."""
     from sar_atd_training.simulator import simulate_signature
 
-    class_name, dep, azimuths, base_seed, shape = task
+    class_name, dep, azimuths, base_seed, shape, edge_model = task
     n = len(azimuths)
     sig = np.zeros((n, *shape), np.complex64)
     sh = np.zeros((n, *shape), bool)
     su = np.zeros((n, *shape), bool)
     for i, az in enumerate(azimuths):
         sig[i], sh[i], su[i] = simulate_signature(class_name, az, dep,
-                                                  entry_seed(base_seed, class_name, dep, az))
+                                                  entry_seed(base_seed, class_name, dep, az),
+                                                  edge_model=edge_model)
     return class_name, azimuths, encode_signatures(sig), pack_masks(sh), pack_masks(su)
 
 
@@ -292,7 +302,7 @@ def write_bank(out: str | Path, config: BankConfig | None = None, workers: int =
         az = c["azimuths_deg"]
         for s in range(0, len(az), task_size):
             tasks.append((c["class_name"], c["depression_deg"], az[s:s + task_size],
-                          config.seed, tuple(config.shape)))
+                          config.seed, tuple(config.shape), config.edge_model))
     buffers: dict[str, dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
         c["name"]: {} for c in pending}
     by_key = {(c["class_name"], c["depression_deg"]): c for c in pending}

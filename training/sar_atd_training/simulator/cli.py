@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-objects", action="store_true",
                    help="leave out the tree and house (OOD objects)")
     p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--edge-model", default="isotropic", choices=("isotropic", "wedge"),
+                   help="edge diffraction: isotropic (default; every facet edge alike) or "
+                        "wedge (lit faces only, weak trailing edges, none between the facets "
+                        "of a curved surface)")
     p.add_argument("--preview", default=None, metavar="PNG",
                    help="also write a preview sheet (signature | shadow) to this PNG")
     p.set_defaults(func=run)
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = BankConfig(classes=tuple(args.classes or MSTAR_CLASSES),
                          azimuth_step_deg=args.azimuth_step,
                          depressions_deg=tuple(args.depressions),
-                         objects=() if args.no_objects else ("tree", "house"), seed=args.seed)
+                         objects=() if args.no_objects else ("tree", "house"), seed=args.seed,
+                         edge_model=args.edge_model)
     except ValueError as err:
         raise UsageError(str(err)) from None
     t0 = time.perf_counter()

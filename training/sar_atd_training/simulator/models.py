@@ -559,44 +559,103 @@ __all__ = ["ALL_NAMES", "ARTICULATION_KEYS", "DIMENSIONS", "MATERIALS", "MATERIA
            "model_extent", "OBJECT_NAMES"]
 
 
+SMOOTH_EDGE_COS = float(np.cos(np.radians(40.0)))
+"""Edges between two faces of one quad set whose normals differ by less than 40 deg are the
+faceting of a curved surface (gun tubes: 15 deg, domes: ~20 deg, 10-14-sided cylinders:
+26-36 deg), not wedges: a smooth curved surface has no edge diffraction, and the sum of the
+facet-edge terms made a thin gun tube bright at every aspect."""
+
+
+def _quad_normal(quad: np.ndarray) -> np.ndarray:
+    p0, p1, p2, p3 = quad
+    n = np.cross(p1 - p0, p3 - p0) + np.cross(p2 - p3, p2 - p1)
+    return n / max(float(np.linalg.norm(n)), 1e-12)
+
+
+def _edge_key(a: np.ndarray, b: np.ndarray) -> tuple:
+    ka, kb = tuple(np.round(a, 4)), tuple(np.round(b, 4))
+    return (ka, kb) if ka <= kb else (kb, ka)
+
+
+def _edge_quads(corners: np.ndarray) -> dict[tuple, list[int]]:
+    """Indices of the quads bounding each edge (keyed by its rounded end points)."""
+    out: dict[tuple, list[int]] = {}
+    for i, quad in enumerate(corners):
+        for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+            out.setdefault(_edge_key(a, b), []).append(i)
+    return out
+
+
 @cache
-def model_edges(name: str, spacing_m: float = 0.25) -> tuple[np.ndarray, np.ndarray,
-                                                                np.ndarray, np.ndarray,
-                                                                np.ndarray]:
-    """Edge samples of every quad: positions (E, 3), unit directions (E, 3), lengths (E,),
-    edge coefficients (E,) from the materials, and part indices (E,), in the model frame."""
+def model_edges(name: str, spacing_m: float = 0.25, edge_model: str = "isotropic"
+                ) -> tuple[np.ndarray, ...]:
+    """Edge samples of every quad, in the model frame.
+
+    With ``edge_model="wedge"`` the edges between facets of one curved surface
+    (:data:`SMOOTH_EDGE_COS`) are left out; ``isotropic`` keeps every facet edge.
+
+    Returns:
+        positions (E, 3), unit directions (E, 3), lengths (E,), edge coefficients (E,) from
+        the materials, part indices (E,) int32, the unit normal of the quad the edge bounds
+        (E, 3) and the unit outward direction in that quad's plane, across the edge (E, 3):
+        with the line of sight they tell a lit face's leading edge from its trailing edge
+        (see :func:`scattering.edges`). A shared edge is sampled once per face.
+    """
+    from sar_atd_training.simulator.scattering import check_edge_model
+
+    check_edge_model(edge_model)
+    smooth = edge_model == "wedge"
     model = build_model(name)
-    pos, dirs, lens, coef, parts = [], [], [], [], []
+    pos, dirs, lens, coef, parts, normals, outs = [], [], [], [], [], [], []
     for pi, part in enumerate(model.parts):
         for qs in part.quads:
             c_edge = MATERIALS[qs.material].edge
             if c_edge <= 0:
                 continue
-            for quad in qs.corners:
+            quad_normals = np.array([_quad_normal(q) for q in qs.corners])
+            shared = _edge_quads(qs.corners)
+            for qi, (quad, nq) in enumerate(zip(qs.corners, quad_normals)):
+                centroid = quad.mean(axis=0)
                 for a, b in zip(quad, np.roll(quad, -1, axis=0)):
                     seg = b - a
                     ln = float(np.linalg.norm(seg))
                     if ln < 0.05:
                         continue
+                    if smooth and any(float(nq @ quad_normals[j]) > SMOOTH_EDGE_COS
+                                      for j in shared[_edge_key(a, b)] if j != qi):
+                        continue  # faceting of a curved surface, not a wedge
+                    u = seg / ln
+                    o = 0.5 * (a + b) - centroid
+                    o = o - (o @ u) * u - (o @ nq) * nq
+                    o = o / max(float(np.linalg.norm(o)), 1e-12)
                     n = max(1, int(np.ceil(ln / spacing_m)))
                     t = (np.arange(n) + 0.5) / n
                     pos.append(a + t[:, None] * seg)
-                    dirs.append(np.repeat((seg / ln)[None], n, axis=0))
+                    dirs.append(np.repeat(u[None], n, axis=0))
                     lens.append(np.full(n, ln / n))
                     coef.append(np.full(n, c_edge))
                     parts.append(np.full(n, pi, np.int32))
+                    normals.append(np.repeat(nq[None], n, axis=0))
+                    outs.append(np.repeat(o[None], n, axis=0))
     if not pos:
         z = np.zeros((0, 3))
-        return z, z, np.zeros(0), np.zeros(0), np.zeros(0, np.int32)
+        return z, z, np.zeros(0), np.zeros(0), np.zeros(0, np.int32), z, z
     return (np.concatenate(pos), np.concatenate(dirs), np.concatenate(lens),
-            np.concatenate(coef), np.concatenate(parts))
+            np.concatenate(coef), np.concatenate(parts), np.concatenate(normals),
+            np.concatenate(outs))
 
 
-def articulated_edges(name: str, articulation: dict[str, float] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Edge samples after articulation: positions, directions, lengths, coefficients."""
+def articulated_edges(name: str, articulation: dict[str, float] | None = None,
+                      edge_model: str = "isotropic") -> tuple[np.ndarray, ...]:
+    """Edge samples after articulation: positions (E, 3), directions (E, 3), lengths (E,),
+    coefficients (E,), face normals (E, 3), outward in-face directions (E, 3)."""
     model = build_model(name)
-    return _articulate_samples(model, articulation, model_edges(name))
+    pos, dirs, lens, coef, parts, normals, outs = model_edges(name, edge_model=edge_model)
+    if articulation and pos.shape[0]:
+        tr = _joint_transforms(model, dict(articulation))
+        pos, dirs, normals, outs = _move_parts(tr, [p.joint for p in model.parts], parts, pos,
+                                               dirs, normals, outs)
+    return pos, dirs, lens, coef, normals, outs
 
 
 # --------------------------------------------------------------------------- fittings

@@ -141,11 +141,46 @@ def trihedral(position: np.ndarray, axis: np.ndarray, size_m: np.ndarray,
     return position, amp.astype(np.complex128)
 
 
+EDGE_MODELS = ("isotropic", "wedge")
+"""Edge-diffraction models: ``isotropic`` (every facet edge diffracts alike, by its length
+and its angle to the line of sight: the default, which every published bank used) and
+``wedge`` (only edges of lit faces, trailing edges weakened as below, no edges between the
+facets of a curved surface; see :func:`edges` and ``models.SMOOTH_EDGE_COS``)."""
+
+
+def check_edge_model(edge_model: str) -> None:
+    """Raise ValueError naming the choices when ``edge_model`` is unknown."""
+    if edge_model not in EDGE_MODELS:
+        raise ValueError(f"unknown edge model {edge_model!r}: expected one of {EDGE_MODELS}")
+
+
+TRAILING_EDGE_SOFT = 0.01
+TRAILING_EDGE_HARD = 0.5
+"""Backscatter of a lit face's trailing edge relative to its leading edge (amplitude), from
+Keller's diffraction coefficient of a right-angle wedge seen 17 deg above the lit face
+(exterior angle 270 deg, n = 1.5): 0.009 for the soft case (electric field along the edge:
+HH on a horizontal edge) and 0.50 for the hard case (field across the edge: HH on a
+vertical edge). A box seen from above diffracts at its near top edge, hardly at its far
+one."""
+
+
 def edges(position: np.ndarray, direction: np.ndarray, length: np.ndarray, coef: np.ndarray,
-          depression_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """Edge diffraction, strongest for edges broadside to the line of sight."""
+          depression_deg: float, normal: np.ndarray | None = None,
+          outward: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edge diffraction, strongest for edges broadside to the line of sight.
+
+    With the face ``normal`` and the ``outward`` direction across the edge in that face
+    (both (E, 3) unit vectors), only edges of lit faces diffract, and a trailing edge
+    (``outward`` pointing away from the sensor) by :data:`TRAILING_EDGE_SOFT` /
+    :data:`TRAILING_EDGE_HARD`, blended by the share of the horizontal (HH) field along the
+    edge."""
     s = line_of_sight(depression_deg)
     amp = coef * length * (1.0 - (direction @ s) ** 2)
+    if normal is not None and outward is not None:
+        e_h = np.array([1.0, 0.0, 0.0])  # HH: horizontal, across the line of sight
+        soft = (direction @ e_h) ** 2
+        trailing = soft * TRAILING_EDGE_SOFT + (1.0 - soft) * TRAILING_EDGE_HARD
+        amp = amp * (normal @ s > 0.0) * np.where(outward @ s > 0.0, 1.0, trailing)
     return position, amp.astype(np.complex128)
 
 

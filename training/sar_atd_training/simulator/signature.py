@@ -50,18 +50,23 @@ class SceneObject:
     Attributes:
         facets: surface facets.
         corners: (positions (K, 3), unit axes (K, 3), sizes (K,)) trihedral corners.
-        edges: (positions (E, 3), directions (E, 3), lengths (E,), coefficients (E,)).
+        edges: (positions (E, 3), directions (E, 3), lengths (E,), coefficients (E,), face
+            normals (E, 3), outward in-face directions (E, 3)); see
+            :func:`~sar_atd_training.simulator.models.model_edges`.
         fittings: (positions (F, 3), axes (F, 3), sizes (F,), kinds (F,)) small features and
             gun-tube ring steps (see :func:`scattering.fittings`).
         volume: (centre (3,), radii (3,), coefficient) of a foliage volume, or None.
+        edge_model: edge diffraction model, one of ``scattering.EDGE_MODELS``.
     """
 
     facets: Facets
     corners: tuple[np.ndarray, np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)))
-    edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
-        default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)))
+    edges: tuple[np.ndarray, ...] = field(
+        default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0),
+                                 np.zeros((0, 3)), np.zeros((0, 3))))
     volume: tuple[np.ndarray, np.ndarray, float] | None = None
+    edge_model: str = "isotropic"
     fittings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
                                  np.zeros(0, np.int8)))
@@ -94,8 +99,10 @@ def check_angles(azimuth_deg: float, depression_deg: float) -> None:
         raise ValueError(f"depression_deg must be in (0, 90) degrees, got {depression_deg}")
 
 
-def scene_object(name: str, articulation: dict[str, float] | None = None) -> SceneObject:
-    """The :class:`SceneObject` of a named model with the given joint values."""
+def scene_object(name: str, articulation: dict[str, float] | None = None,
+                 edge_model: str = "isotropic") -> SceneObject:
+    """The :class:`SceneObject` of a named model with the given joint values and edge
+    diffraction model (``scattering.EDGE_MODELS``)."""
     model = build_model(name)
     vol = None
     if model.volume is not None:
@@ -103,8 +110,8 @@ def scene_object(name: str, articulation: dict[str, float] | None = None) -> Sce
         vol = (np.array(c), np.array(r), MATERIALS["foliage"].volume)
     return SceneObject(articulated_facets(name, articulation),
                        articulated_corners(name, articulation),
-                       articulated_edges(name, articulation), vol,
-                       articulated_fittings(name, articulation))
+                       articulated_edges(name, articulation, edge_model), vol,
+                       edge_model, articulated_fittings(name, articulation))
 
 
 def _centring_shift(centre: np.ndarray, depression_deg: float, shape: tuple[int, int],
@@ -194,8 +201,12 @@ def render_object(obj: SceneObject, azimuth_deg: float, depression_deg: float,
     if "edge" in mechanisms and obj.edges[0].shape[0]:
         ep = obj.edges[0] @ rot.T + shift
         ed = obj.edges[1] @ rot.T
+        en = obj.edges[4] @ rot.T
+        eo = obj.edges[5] @ rot.T
         ok = zb.visible(ep, depression_deg, tol_m=0.15)
-        add(*sc.edges(ep[ok], ed[ok], obj.edges[2][ok], obj.edges[3][ok], depression_deg))
+        faces = obj.edge_model == "wedge"
+        add(*sc.edges(ep[ok], ed[ok], obj.edges[2][ok], obj.edges[3][ok], depression_deg,
+                      en[ok] if faces else None, eo[ok] if faces else None))
     if "fitting" in mechanisms and obj.fittings[0].shape[0]:
         fp = obj.fittings[0] @ rot.T + shift
         fa = obj.fittings[1] @ rot.T
@@ -235,7 +246,8 @@ def render_object(obj: SceneObject, azimuth_deg: float, depression_deg: float,
 
 
 def simulate_signature(class_name: str, azimuth_deg: float, depression_deg: float, seed: int,
-                       articulation: dict[str, float] | None = None
+                       articulation: dict[str, float] | None = None,
+                       edge_model: str = "isotropic"
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Simulate one MSTAR-like signature chip of a target (or 'tree' / 'house').
 
@@ -248,18 +260,21 @@ def simulate_signature(class_name: str, azimuth_deg: float, depression_deg: floa
         seed: random seed (roughness phases, diffuse speckle, articulation when None).
         articulation: joint values (``turret_yaw_deg``, ``gun_elevation_deg``,
             ``blade_height_m``); None draws them at random from the model's ranges.
+        edge_model: edge diffraction model (``scattering.EDGE_MODELS``): ``isotropic``
+            (default) or ``wedge`` (lit faces only, weak trailing edges, no faceting edges).
 
     Returns:
         (signature complex64 (128, 128) ideal full-band calibrated amplitude,
         shadow bool (128, 128), support bool (128, 128)). Deterministic for a seed.
 
     Raises:
-        ValueError: unknown class, bad angles or articulation keys.
+        ValueError: unknown class, bad angles, articulation keys or edge model.
     """
     check_name(class_name)
     check_angles(float(azimuth_deg), float(depression_deg))
+    sc.check_edge_model(edge_model)
     rng = np.random.default_rng(seed)
     art = random_articulation(class_name, rng) if articulation is None else articulation
-    res = render_object(scene_object(class_name, art), float(azimuth_deg),
+    res = render_object(scene_object(class_name, art, edge_model), float(azimuth_deg),
                         float(depression_deg), rng)
     return res.signature, res.shadow, res.support
