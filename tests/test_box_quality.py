@@ -326,3 +326,28 @@ def test_candidate_benchmark_box_voting_rows(mstar_chips: Path,
     with pytest.raises(SystemExit) as exc:
         main(["--n", "1", "--box-voting-iou", "1.5"])
     assert exc.value.code == 2
+
+
+def test_default_v3_recipe_keeps_the_first_defaults_boxes() -> None:
+    """The default_v3 recipe differs from default_v2 only where it means to: the first
+    default's union boxes and L1 box loss, the same OOD negatives, rendering range, split and
+    FGSM."""
+    from sar_atd.config import from_dict
+    from sar_atd_training.overlay import OverlayConfig
+    from sar_atd_training.trainer.config import load_train_config
+    from sar_atd_training.trainer.data import check_data_section
+
+    configs = Path(__file__).resolve().parents[1] / "training" / "configs"
+    v3 = load_train_config(configs / "default_v3.yaml")
+    v2 = load_train_config(configs / "default_v2.yaml")
+    assert v3.init_weights is not None and v3.init_weights.name == "default.pt"
+    assert v3.model_build_kwargs().get("box_loss", "l1") == "l1"
+    check_data_section(v3.data)
+    ov3 = from_dict(OverlayConfig, v3.data["overlay"], where="data.overlay")
+    ov2 = from_dict(OverlayConfig, v2.data["overlay"], where="data.overlay")
+    assert ov3.box_mode == "union" and ov2.box_mode == "support"
+    assert ov3.ood_per_image == ov2.ood_per_image and v3.data["split_seed"] == 0
+    assert ov3.render_ref_level_range == ov2.render_ref_level_range
+    assert ov3.render_gamma_range == ov2.render_gamma_range
+    assert (v3.fgsm_epsilon, v3.fgsm_fraction) == (v2.fgsm_epsilon, v2.fgsm_fraction)
+    assert v3.val_patchworks == 0 and v3.steps > v2.steps
