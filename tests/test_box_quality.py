@@ -279,7 +279,7 @@ def test_default_v2_recipe_and_its_training_split() -> None:
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_train_config(root / "training" / "configs" / "default_v2.yaml")
-    assert cfg.init_weights is not None and cfg.init_weights.name == "default.pt"
+    assert cfg.init_weights is not None and cfg.init_weights.name == "default_v1.pt"
     assert cfg.model_build_kwargs()["box_loss"] == "giou" and cfg.fgsm_epsilon > 0
     check_data_section(cfg.data)
     ov = from_dict(OverlayConfig, cfg.data["overlay"], where="data.overlay")
@@ -340,7 +340,7 @@ def test_default_v3_recipe_keeps_the_first_defaults_boxes() -> None:
     configs = Path(__file__).resolve().parents[1] / "training" / "configs"
     v3 = load_train_config(configs / "default_v3.yaml")
     v2 = load_train_config(configs / "default_v2.yaml")
-    assert v3.init_weights is not None and v3.init_weights.name == "default.pt"
+    assert v3.init_weights is not None and v3.init_weights.name == "default_v1.pt"
     assert v3.model_build_kwargs().get("box_loss", "l1") == "l1"
     check_data_section(v3.data)
     ov3 = from_dict(OverlayConfig, v3.data["overlay"], where="data.overlay")
