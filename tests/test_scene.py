@@ -182,12 +182,16 @@ def real_patchwork(mstar_chips: Path):
 @pytest.mark.slow
 def test_seam_targets_reported_once_with_trained_model(default_model, real_patchwork) -> None:
     """Real MSTAR targets cut by seams (256 px tiles, 96 px overlap on a 464 px patchwork):
-    each is reported once, with the box the model gives on the whole image (2 px)."""
+    each is reported at least once and no more often than on the whole image (seams neither
+    drop nor duplicate it), with the box the model gives on the whole image (2 px)."""
     pw = real_patchwork
+    thr = 0.15  # below every target's whole-image score for the committed models
     whole = default_model.detect(pw.image)
+    keep = whole.scores >= thr
+    whole_boxes, whole_scores = whole.boxes[keep], whole.scores[keep]
     sd = SceneDetector(default_model, TilerConfig(tile_size=256, overlap=96, batch_size=9,
                                                   device="cpu"),
-                       SceneDetectorConfig(score_threshold=0.3))
+                       SceneDetectorConfig(score_threshold=thr))
     out = sd.detect(pw.image)
     grid = tile_grid(*pw.image.shape, 256, 96)
     h, w = pw.image.shape
@@ -197,11 +201,14 @@ def test_seam_targets_reported_once_with_trained_model(default_model, real_patch
     for gt in pw.boxes:
         n_straddle += any(gt[0] < s < gt[2] for s in seams_x) or any(
             gt[1] < s < gt[3] for s in seams_y)
-        hits = (box_iou(out.boxes, gt[None])[:, 0] > 0.3)
-        assert hits.sum() == 1, f"target {gt} reported {hits.sum()} times"
-        ref = whole.boxes[(whole.scores >= 0.3) & (box_iou(whole.boxes, gt[None])[:, 0] > 0.3)]
-        assert len(ref) >= 1
-        assert np.abs(out.boxes[hits][0] - ref[0]).max() <= 2.0
+        hits = box_iou(out.boxes, gt[None])[:, 0] > 0.3
+        ref_hits = box_iou(whole_boxes, gt[None])[:, 0] > 0.3
+        assert ref_hits.sum() >= 1, f"target {gt} not found on the whole image"
+        assert 1 <= hits.sum() <= ref_hits.sum(), (
+            f"target {gt} reported {hits.sum()} times, {ref_hits.sum()} on the whole image")
+        top = out.boxes[hits][np.argmax(out.scores[hits])]
+        ref = whole_boxes[ref_hits][np.argmax(whole_scores[ref_hits])]
+        assert np.abs(top - ref).max() <= 2.0
     assert n_straddle >= 4  # the layout really puts targets across seams
 
 
