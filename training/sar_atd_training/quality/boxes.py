@@ -23,8 +23,8 @@ from sar_atd.boxes import as_boxes, box_iou, mask_box
 from sar_atd.sar.chips import MASK_SHADOW, MASK_TARGET
 
 __all__ = ["SIDES", "edge_errors", "side_fix_iou_gain", "returns_box", "core_box",
-           "shadow_start_edge", "mask_orientation_deg", "RefineConfig", "refine_box",
-           "refine_boxes", "fit_side_offsets", "apply_side_offsets"]
+           "shadow_behind_columns", "shadow_start_edge", "mask_orientation_deg",
+           "RefineConfig", "refine_box", "refine_boxes", "fit_side_offsets", "apply_side_offsets"]
 
 SIDES = ("far", "near", "left", "right")
 """Box sides in the order used by every (N, 4) side array of this module."""
@@ -139,15 +139,23 @@ def shadow_start_edge(mask: np.ndarray) -> float | None:
     Returns:
         float, or None when no target column has a shadow on its far side.
     """
+    edges = [rows.max() + 1 for _, _, rows in shadow_behind_columns(mask)]
+    return float(np.median(edges)) if edges else None
+
+
+def shadow_behind_columns(mask: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """Per target column with shadow on its far side: (column, farthest target row, shadow
+    rows on the far side of it, ascending). The far side is the smaller rows (radar at the
+    bottom)."""
     m = np.asarray(mask)
     target, shadow = m == MASK_TARGET, m == MASK_SHADOW
-    edges = []
+    out = []
     for col in np.nonzero(target.any(axis=0))[0]:
         far = int(np.argmax(target[:, col]))  # farthest (smallest-row) target pixel
         rows = np.nonzero(shadow[:far, col])[0]
         if rows.size:
-            edges.append(rows.max() + 1)
-    return float(np.median(edges)) if edges else None
+            out.append((int(col), far, rows))
+    return out
 
 
 def mask_orientation_deg(mask: np.ndarray) -> float | None:

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from sar_atd.boxes import mask_box
 from sar_atd.sar.chips import MASK_SHADOW, MASK_TARGET
+from sar_atd_training.quality.boxes import shadow_behind_columns
 
 __all__ = ["GEOMETRY_FIELDS", "TargetGeometry", "bright_returns", "measure_geometry",
            "synthetic_chip", "CLUTTER_MEDIAN", "SHADOW_CLUTTER_RATIO"]
@@ -117,14 +118,10 @@ averages."""
 
 def _shadow_start(img: np.ndarray, mask: np.ndarray, level: float) -> tuple[float, float]:
     """(median gap in px between target and shadow, median shadow-head level / clutter)."""
-    target, shadow = mask == MASK_TARGET, mask == MASK_SHADOW
     gaps, heads = [], []
-    for col in np.nonzero(target.any(axis=0))[0]:
-        far = int(np.argmax(target[:, col]))  # farthest (smallest-row) target pixel
-        rows = np.nonzero(shadow[:far, col])[0]
-        if rows.size:
-            gaps.append(far - (rows.max() + 1))
-            heads.append(float(np.mean(img[rows[-SHADOW_HEAD_PX:], col])))
+    for col, far, rows in shadow_behind_columns(mask):
+        gaps.append(far - (rows.max() + 1))
+        heads.append(float(np.mean(img[rows[-SHADOW_HEAD_PX:], col])))
     if not gaps:
         return float("nan"), float("nan")
     return float(np.median(gaps)), float(np.median(heads)) / level if level > 0 else np.nan

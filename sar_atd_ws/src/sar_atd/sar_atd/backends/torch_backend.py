@@ -12,7 +12,6 @@ from torch import nn
 from sar_atd.backends.base import check_image, check_tile_batch, filter_scores
 from sar_atd.backends.voting import (
     DEFAULT_BOX_VOTING_IOU,
-    VOTING_CANDIDATES,
     VOTING_METADATA_KEY,
     held_box_voting,
     parse_box_voting_iou,
@@ -39,9 +38,6 @@ class TorchDetector:
             boxes kept, same scores, no extra inference. 0 (default here): the model's own
             NMS. :meth:`from_file` defaults to what the model file holds.
     """
-
-    VOTING_CANDIDATES = VOTING_CANDIDATES
-    """Most candidates per image handed to box voting (the model's NMS input cap)."""
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  score_threshold: float = 0.05, name: str = "torch",
