@@ -103,9 +103,12 @@ def test_pgd_training_steps_run(tmp_path: Path) -> None:
 
 
 def test_recipe_and_strict_keys(tmp_path: Path) -> None:
-    cfg = load_train_config(REPO / "training" / "configs" / "adv_pgd_finetune.yaml")
+    cfg = load_train_config(REPO / "training" / "configs" / "default_v4.yaml")
     assert cfg.adv_method == "pgd" and cfg.adversarial and cfg.init_weights is not None
     assert max(cfg.adv_epsilons) >= 8 and cfg.adv_random_start
+    # the PGD fine-tune changes only the attack: its data are those of the model it starts from
+    v3 = load_train_config(REPO / "training" / "configs" / "default_v3.yaml")
+    assert cfg.data == v3.data and cfg.init_weights.name == "default_v3.pt"
     for bad, msg in (({"adv_method": "cw"}, "adv_method"), ({"adv_steps": 0}, "adv_steps"),
                      ({"adv_epsilons": [300.0]}, "adv_epsilons")):
         with pytest.raises(ConfigError, match=msg):
