@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_box_default [--detector models/default.pt ...] [--no-cfar]
         [--n 200] [--n-heldback 100] [--n-stretch 60] [--ood DIR] [--seed 0]
-        [--box-voting-iou 0.5]
+        [--box-voting-iou 0.5] [--verifier V]
 
 One table per run, the CA-CFAR baseline beside the models on the same images:
 
@@ -21,6 +21,10 @@ With ``--box-voting-iou X`` every torch model (``.pt``) gets a second row, the s
 with box voting at IoU X in place of its NMS (``sar_atd.tta.box_voting``; the runtime's
 ``DetectorRuntimeConfig.box_voting_iou``): same kept boxes and scores, so the same operating
 threshold, only the coordinates move.
+
+With ``--verifier V`` (``sar-atd train verifier``) every model row is followed by the same
+model with the second-stage verifier (``sar_atd.verifier``: detections it rejects are
+dropped, kept scores unchanged, so the same operating threshold).
 
 AP25/AP50/AP70 use the paper's greedy matching and all-point interpolation. Exits 0 with a
 clear message when the real data is absent.
@@ -56,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--box-voting-iou", type=float, default=0.0, metavar="X",
                         help="also run each .pt model with box voting at this IoU in (0, 1] "
                              "(one more row per model); 0: off (default)")
+    parser.add_argument("--verifier", type=Path, default=None, metavar="V",
+                        help="also run each model with this second-stage verifier (one more "
+                             "row per model row)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     check_patchwork_set_args(parser, args)
@@ -100,12 +107,29 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for spec in specs for r in [(spec, 0.0)] + (
             [(spec, args.box_voting_iou)] if Path(spec).suffix.lower() in (".pt", ".pth")
             else [])]
+    verifier = None
+    if args.verifier is not None:
+        from sar_atd.errors import SarAtdError
+        from sar_atd.verifier import VerifiedDetector, load_verifier
+
+        try:
+            verifier = load_verifier(args.verifier)
+        except SarAtdError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        runs = [(spec, voting, ver) for spec, voting in runs
+                for ver in ([None] if spec == "cfar" else [None, verifier])]
+    else:
+        runs = [(spec, voting, None) for spec, voting in runs]
     rows = []
-    for spec, voting in runs:
+    for spec, voting, ver in runs:
         det, _ = resolve_detector(spec, box_voting_iou=voting)
         label = det.name if spec == "cfar" else f"{Path(spec).name} ({det.name})"
         if voting:
             label += f" + box voting {voting:g}"
+        if ver is not None:
+            det = VerifiedDetector(det, ver)
+            label += f" + verifier {args.verifier.name} (p >= {ver.threshold:.3f})"
         metrics, ms = {}, {}
         for name, images in sets.items():
             preds, ms[name] = run_detector(det, images, progress=False)

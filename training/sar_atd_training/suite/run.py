@@ -17,6 +17,10 @@ report (PR curves, AP vs IoU, examples) in a subfolder, and the OOD scores:
   detects nothing fails). The operating threshold is the model's stored one
   (``operating_threshold`` in its metadata), else the best-F1 threshold (IoU 0.5) on the
   patchwork set, else on the OOD set's own targets; the source is written beside it.
+
+With ``--verifier V`` (``sar-atd train verifier``) every model detector gets a second row,
+its detections re-checked by the second-stage verifier (:mod:`sar_atd.verifier`: rejected
+detections dropped, kept scores unchanged, the same operating threshold).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.01)
     p.add_argument("--examples", type=int, default=4)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verifier", type=Path, default=None, metavar="V",
+                   help="second-stage verifier file: each model detector also runs with it "
+                        "(one more row each)")
     p.set_defaults(func=run_suite)
 
 
@@ -111,6 +119,11 @@ def run_suite(args: argparse.Namespace) -> int:
     )
     from sar_atd_training.testsets.ood import ood_scores, read_ood_boxes
 
+    verifier = None
+    if getattr(args, "verifier", None) is not None:
+        from sar_atd.verifier import load_verifier
+
+        verifier = load_verifier(args.verifier)
     sets = parse_sets(args.set, args.sets_root)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -125,6 +138,14 @@ def run_suite(args: argparse.Namespace) -> int:
             name += "'"
         names.add(name)
         dets.append((name, spec, det, cfg))
+        if verifier is not None and cfg.get("backend") != "cfar":
+            from sar_atd.verifier import VerifiedDetector
+
+            vname = f"{name} + verifier"
+            names.add(vname)
+            dets.append((vname, spec, VerifiedDetector(det, verifier),
+                         cfg | {"verifier": verifier.path,
+                                "verifier_threshold": verifier.threshold}))
     progress = not args.no_progress
     results: dict[str, dict[str, Any]] = {}
     with atomic_dir(out) as tmp:
@@ -136,7 +157,14 @@ def run_suite(args: argparse.Namespace) -> int:
             images_by[kind] = images
             runs = []
             for name, spec, det, cfg in dets:
-                preds, ms = run_detector(det, images, progress=progress)
+                if "verifier" in cfg:  # the base detector's detections, verified
+                    base = preds_by[(kind, name.removesuffix(" + verifier"))]
+                    t0 = time.perf_counter()
+                    preds = [det.verifier.apply(it.image, d) for it, d in zip(images, base)]
+                    ms = runs[-1].ms_per_image + (time.perf_counter() - t0) * 1e3 / max(
+                        1, len(images))
+                else:
+                    preds, ms = run_detector(det, images, progress=progress)
                 m = evaluate(preds, [it.boxes for it in images], iou_thresholds=(0.25, 0.5, 0.7))
                 runs.append(DetectorRun(name=name, spec=spec, preds=preds, ms_per_image=ms,
                                         metrics=m, config=cfg))

@@ -43,6 +43,18 @@ def _segmenter(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _verifier_args(p: argparse.ArgumentParser) -> None:
+    from sar_atd_training.verifier.train import add_args
+
+    add_args(p)
+
+
+def _verifier(args: argparse.Namespace) -> int:
+    from sar_atd_training.verifier.train import main
+
+    return main(args)
+
+
 TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
                  _detector_args, _detector),
@@ -50,6 +62,8 @@ TRAINERS: dict[str, tuple[str, Any, Any]] = {
                _record_args, _record),
     "segmenter": ("train the target/shadow U-Net segmenter on synthetic vignettes",
                   _segmenter_args, _segmenter),
+    "verifier": ("train the second-stage target verifier (vehicle vs trees, houses, "
+                 "clutter) on synthetic crops", _verifier_args, _verifier),
 }
 
 

@@ -431,6 +431,9 @@ class DetectorRuntimeConfig(RosParamsMixin):
             hold is refused.
         tta: test-time views fused by weighted box fusion, e.g. ``"identity,mirror"``
             (:func:`sar_atd.tta.parse_views`; one inference per view); ``""`` = off.
+        verifier: second-stage target verifier file (:mod:`sar_atd.verifier`) that drops
+            detections it does not take for vehicles (applied after the backend, on the
+            tiles it saw); ``""`` = off.
     """
 
     SECTION: typing.ClassVar[str] = "detector"
@@ -444,6 +447,7 @@ class DetectorRuntimeConfig(RosParamsMixin):
     threads: int = 0
     box_voting_iou: float | str = "model"
     tta: str = ""
+    verifier: str = ""
 
     def __post_init__(self) -> None:
         from sar_atd.backends.voting import parse_box_voting_iou

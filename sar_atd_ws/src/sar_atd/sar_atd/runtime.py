@@ -70,7 +70,7 @@ def resolve_device_name(device: str) -> str:
 
 def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: float = 0.01,
                      backend: str | None = None, box_voting_iou: float | str | None = None,
-                     tta: str = "",
+                     tta: str = "", verifier: str | Path = "",
                      **backend_kw: Any) -> tuple[Detector, dict[str, Any]]:
     """Turn a detector spec into a detector behind the common interface.
 
@@ -91,6 +91,8 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
             voting: a different setting is refused (ConfigError). Ignored by CFAR.
         tta: test-time views fused by weighted box fusion (:func:`sar_atd.tta.parse_views`,
             e.g. ``"identity,mirror"``: one inference per view); ``""``: off.
+        verifier: second-stage verifier file (:mod:`sar_atd.verifier`, ``sar-atd train
+            verifier``) applied to the detections (after TTA); ``""``: off.
         **backend_kw: backend options (``threads``, ``precision``, ``cache_dir``...).
 
     Returns:
@@ -104,6 +106,7 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
         FileNotFoundError: a model path that does not exist.
         BackendError: backend unavailable (names the missing package) or model unloadable.
         CheckpointError: corrupt or mismatched ``.pt``.
+        VerifierError: a verifier file that is missing, corrupt or not a verifier.
     """
     det, desc = _resolve(spec, device, score_threshold, backend, box_voting_iou, backend_kw)
     if tta:
@@ -113,6 +116,13 @@ def resolve_detector(spec: str | Path, device: str = "cpu", score_threshold: flo
         if views:
             det = TtaDetector(det, views)
             desc["tta"] = [v.name for v in views]
+    if verifier:
+        from sar_atd.verifier import VerifiedDetector, load_verifier
+
+        ver = load_verifier(verifier)
+        det = VerifiedDetector(det, ver)
+        desc["verifier"] = {"path": ver.path, "threshold": ver.threshold,
+                            "crop_size": ver.crop_size, "rescore": ver.rescore}
     return det, desc
 
 

@@ -197,7 +197,8 @@ class _DetectorBase(ManagedProcessing, LifecycleNode):
         det, desc = resolve_detector(cfg.model, device=cfg.device,
                                      score_threshold=cfg.score_threshold,
                                      backend=cfg.backend or None,
-                                     box_voting_iou=cfg.box_voting_iou, tta=cfg.tta, **kw)
+                                     box_voting_iou=cfg.box_voting_iou, tta=cfg.tta,
+                                     verifier=cfg.verifier, **kw)
         self.desc = desc
         self.get_logger().info(f"detector {cfg.model}: backend {desc.get('backend')}, device "
                                f"{desc.get('device', 'cpu')}")

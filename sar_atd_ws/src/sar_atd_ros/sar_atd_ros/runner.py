@@ -382,5 +382,6 @@ def offline_scene_detector(params: str | Path | None = None, node: str = "scene_
     det, _ = resolve_detector(detector or dcfg.model, device=dcfg.device,
                               score_threshold=dcfg.score_threshold,
                               backend=dcfg.backend or None,
-                              box_voting_iou=dcfg.box_voting_iou, tta=dcfg.tta)
+                              box_voting_iou=dcfg.box_voting_iou, tta=dcfg.tta,
+                              verifier=dcfg.verifier)
     return SceneDetector(det, TilerConfig.from_params(p), SceneDetectorConfig.from_params(p))

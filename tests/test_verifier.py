@@ -1,0 +1,222 @@
+"""Second-stage target verifier: crops, rule, files, training on tiny synthetic crops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sar_atd.detectors.base import Detections
+from sar_atd.verifier import (
+    VerifiedDetector,
+    Verifier,
+    VerifierError,
+    VerifierNet,
+    extract_crops,
+    load_verifier,
+    save_verifier,
+)
+
+
+def _image(h: int = 40, w: int = 50) -> np.ndarray:
+    return (np.arange(h * w).reshape(h, w) % 251).astype(np.uint8)
+
+
+def test_crop_centred_on_box_inside_the_image() -> None:
+    """A box well inside: the crop is the image window centred on the box, mask = box."""
+    img = _image(100, 100)
+    crops, masks = extract_crops(img, np.array([[40, 30, 60, 50]], np.float32), size=16)
+    assert crops.shape == masks.shape == (1, 16, 16) and crops.dtype == np.uint8
+    np.testing.assert_array_equal(crops[0], img[32:48, 42:58])
+    # box 20 x 20 covers the whole 16 px window
+    assert masks[0].all()
+    _, m = extract_crops(img, np.array([[46, 36, 54, 44]], np.float32), size=16)
+    assert m[0].sum() == 64 and m[0, 4:12, 4:12].all()
+
+
+def test_crop_at_image_borders_is_filled_with_the_median() -> None:
+    """Boxes hanging over every border: valid shape, out-of-image pixels = image median,
+    in-image pixels copied, the mask clipped to the window and never empty."""
+    img = _image()
+    med = np.uint8(np.median(img[::4, ::4]))
+    boxes = np.array([[-10, -10, 5, 5], [45, 35, 60, 48], [-30, 10, -20, 20],
+                      [0, 0, 50, 40]], np.float32)
+    crops, masks = extract_crops(img, boxes, size=32)
+    assert crops.shape == (4, 32, 32)
+    # box 0 centre (-2.5, -2.5): window origin (-19, -19); image starts at crop (19, 19)
+    assert (crops[0, :19, :] == med).all() and (crops[0, :, :19] == med).all()
+    np.testing.assert_array_equal(crops[0, 19:, 19:], img[:13, :13])
+    # box 2 lies wholly outside the image: all fill, still a mask
+    assert (crops[2] == med).all() and masks[2].sum() > 0
+    assert all(m.sum() > 0 for m in masks)
+
+
+def test_crop_refuses_bad_inputs() -> None:
+    with pytest.raises(VerifierError, match="uint8"):
+        extract_crops(np.zeros((8, 8), np.float32), np.zeros((0, 4)))
+    with pytest.raises(VerifierError, match="finite"):
+        extract_crops(_image(), np.array([[0, 0, np.nan, 4]]))
+    with pytest.raises(VerifierError, match=r"\(N, 4\)"):
+        extract_crops(_image(), np.zeros((2, 3)))
+    c, m = extract_crops(_image(), np.zeros((0, 4)), size=16)
+    assert c.shape == m.shape == (0, 16, 16)
+
+
+def test_rule_rejects_below_threshold_and_keeps_scores() -> None:
+    """Hand case: p = (0.9, 0.2, 0.5) at threshold 0.5 keeps boxes 0 and 2 with their
+    detector scores; with rescore the kept scores become score * p."""
+    det = Detections(np.array([[0, 0, 4, 4], [5, 5, 9, 9], [1, 1, 3, 3]], np.float32),
+                     np.array([0.8, 0.95, 0.4], np.float32))
+    p = np.array([0.9, 0.2, 0.5], np.float32)
+    v = Verifier(VerifierNet((4, 4, 4, 4)), crop_size=16, threshold=0.5)
+    out = v.apply_probabilities(det, p)
+    np.testing.assert_array_equal(out.boxes, det.boxes[[0, 2]])
+    np.testing.assert_allclose(out.scores, [0.8, 0.4])
+    v.rescore = True
+    np.testing.assert_allclose(v.apply_probabilities(det, p).scores, [0.72, 0.2], rtol=1e-6)
+    with pytest.raises(VerifierError, match="3 detections"):
+        v.apply_probabilities(det, p[:2])
+
+
+def test_verified_detector_applies_the_verifier_on_image_and_tiles(tmp_path) -> None:
+    """The wrapper drops what the verifier rejects, on detect and detect_batch alike."""
+
+    class Fixed:
+        name = "fixed"
+
+        def detect(self, image: np.ndarray) -> Detections:
+            return Detections(np.array([[2, 2, 12, 12], [20, 20, 30, 30]], np.float32),
+                              np.array([0.9, 0.8], np.float32))
+
+    torch.manual_seed(0)
+    net = VerifierNet((4, 4, 4, 4)).eval()
+    v = Verifier(net, crop_size=16, threshold=0.0)
+    img = _image()
+    p = v.probabilities(img, Fixed().detect(img).boxes)
+    v.threshold = float(p.max())  # keeps exactly the most vehicle-like box
+    vd = VerifiedDetector(Fixed(), v)
+    out = vd.detect(img)
+    assert len(out) == 1 and np.isclose(out.scores[0], [0.9, 0.8][int(np.argmax(p))])
+    tiles = torch.from_numpy(img.astype(np.float32))[None, None].repeat(2, 1, 1, 1)
+    batch = vd.detect_batch(tiles)
+    assert [len(d) for d in batch] == [1, 1]
+    assert vd.name == "fixed + verifier"
+
+
+def test_save_load_round_trip_and_crop_size_check(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = VerifierNet((4, 8, 8, 8))
+    path = tmp_path / "v.pt"
+    save_verifier(path, net, 32, 0.3, record={"steps": 1})
+    v = load_verifier(path)
+    assert v.crop_size == 32 and v.threshold == pytest.approx(0.3) and not v.rescore
+    assert v.record == {"steps": 1}
+    x = np.full((2, 32, 32), 7, np.uint8)
+    with torch.inference_mode():
+        ref = torch.sigmoid(net.eval()(torch.stack([torch.from_numpy(x).float()] * 2, 1)))
+    np.testing.assert_allclose(v.probabilities_of_crops(x, x), ref.numpy(), rtol=1e-5)
+    with pytest.raises(VerifierError, match=r"\(N, 32, 32\)"):
+        v.probabilities_of_crops(np.zeros((1, 64, 64), np.uint8), np.zeros((1, 64, 64),
+                                                                           np.uint8))
+    assert load_verifier(path, threshold=0.7, rescore=True).threshold == pytest.approx(0.7)
+
+
+def test_missing_or_corrupt_file_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(VerifierError, match="not found"):
+        load_verifier(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00not a torch file" * 10)
+    with pytest.raises(VerifierError, match="unreadable"):
+        load_verifier(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(VerifierError, match="not a verifier file"):
+        load_verifier(other)
+    broken = tmp_path / "broken.pt"
+    doc = {"format": "sar-atd-verifier", "version": 1, "crop_size": 64,
+           "channels": [4, 4, 4, 4], "threshold": 0.5, "state_dict": {}}
+    torch.save(doc, broken)
+    with pytest.raises(VerifierError, match="malformed"):
+        load_verifier(broken)
+
+
+@pytest.mark.parametrize("content", [None, b"garbage"])
+def test_eval_suite_bad_verifier_is_one_line(tmp_path, capsys, content) -> None:
+    """``sar-atd eval-suite --verifier`` with a missing or corrupt file: exit 1, one line."""
+    from sar_atd_training.cli import main
+
+    path = tmp_path / "v.pt"
+    if content is not None:
+        path.write_bytes(content)
+    sets = tmp_path / "sets" / "ood"
+    sets.mkdir(parents=True)
+    (sets / "annotations.json").write_text('{"images": [], "annotations": []}')
+    rc = main(["eval-suite", "--detector", "cfar", "--verifier", str(path), "--set",
+               f"ood={sets}", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "verifier" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_training_a_few_steps_lowers_the_loss(tmp_path) -> None:
+    """A few steps on a toy bank's crops (targets vs toy trees/houses/clutter): the loss
+    falls, the file loads, and the record holds the validation per kind."""
+    from sar_atd_training.overlay.pipeline import OverlayConfig
+    from sar_atd_training.overlay.toybank import make_toy_bank
+    from sar_atd_training.verifier.data import VerifierDataConfig
+    from sar_atd_training.verifier.train import VerifierTrainConfig, train_verifier
+
+    data = VerifierDataConfig(split_seed=None, generated_backgrounds=1,
+                              background_size=(256, 256), images=6, val_images=3,
+                              generation_batch=3, clutter_per_image=2,
+                              overlay=OverlayConfig(image_size=224, targets_per_image=(1, 2),
+                                                    ood_per_image=(1, 1),
+                                                    return_masks=False))
+    cfg = VerifierTrainConfig(data=data, crop_size=32, channels=(8, 8, 8, 8), steps=30,
+                              batch_size=16, lr=0.01, log_interval=10)
+    rec = train_verifier(cfg, tmp_path / "run", progress=False,
+                         bank=make_toy_bank(azimuths_deg=(0.0, 90.0), ood=True))
+    curve = rec["loss_curve"]
+    assert np.mean(curve[-2:]) < 0.8 * curve[0], curve
+    v = load_verifier(tmp_path / "run" / "verifier.pt")
+    assert v.crop_size == 32 and 0 <= v.threshold <= cfg.max_threshold
+    assert set(rec["synthetic_validation_jittered"]["kept_at_threshold"]) == {
+        "target", "tree", "house", "clutter"}
+    with pytest.raises(FileExistsError, match="exists"):
+        train_verifier(dataclasses.replace(cfg, steps=1), tmp_path / "run", progress=False)
+
+
+def test_config_refuses_unknown_kind_and_key(tmp_path) -> None:
+    from sar_atd.errors import ConfigError
+    from sar_atd_training.verifier.train import load_verifier_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  exclude_ood_kinds: [car]\n")
+    with pytest.raises(ConfigError, match="unknown kind"):
+        load_verifier_config(p)
+    p.write_text("stepz: 3\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_verifier_config(p)
+
+
+def test_runtime_resolves_a_verified_detector(tmp_path) -> None:
+    """``resolve_detector(..., verifier=V)`` (the runtime's ``DetectorRuntimeConfig.verifier``)
+    wraps the detector; a missing file is one VerifierError; the default is off."""
+    from sar_atd.config import DetectorRuntimeConfig
+    from sar_atd.runtime import resolve_detector
+
+    assert DetectorRuntimeConfig().verifier == ""
+    path = tmp_path / "v.pt"
+    save_verifier(path, VerifierNet((4, 4, 4, 4)), 16, 0.25)
+    det, desc = resolve_detector("cfar", verifier=str(path))
+    assert isinstance(det, VerifiedDetector) and desc["verifier"]["threshold"] == 0.25
+    assert hasattr(det, "detect_batch")
+    plain, desc = resolve_detector("cfar")
+    assert not isinstance(plain, VerifiedDetector) and "verifier" not in desc
+    with pytest.raises(VerifierError, match="not found"):
+        resolve_detector("cfar", verifier=str(tmp_path / "missing.pt"))
