@@ -6,8 +6,11 @@
 Builds the dev patchworks once, re-renders them with every rendering of
 ``sar_atd_training.quality.renderings.RENDERINGS`` (linear amplitude, quarter-power LUT,
 gamma 0.75-2.0, histogram equalisation, contrast stretches with clipping, a 16-bit round
-trip), optionally each also histogram-matched back to the delivered look (``--normalise``:
-a test-time rendering normalisation), runs the CFAR baseline and the model on each, and
+trip by a fixed rule), and per detector the 16-bit linear magnitude rendered as the runtime
+renders it for that detector (``uint16``: the tiler with the model's recorded rendering,
+``sar_atd_training.quality.renderings.MODEL_RENDERINGS``), optionally each also
+histogram-matched back to the delivered look (``--normalise``: a test-time rendering
+normalisation), runs the CFAR baseline and the model on each, and
 prints AP25/AP50/AP70 per rendering and the AP50 drop from the detector's best rendering
 (goal: <= 0.02). The 8-bit chips are taken as linear magnitude (the MSTAR JPEG rendering),
 so renderings are of that amplitude, saturated pixels included. Exits 0 with a clear
@@ -20,12 +23,13 @@ import argparse
 import hashlib
 import logging
 import sys
+from collections.abc import Callable
 
 from benchmarks.common import add_detector_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sar_atd_training.quality.renderings import RENDERINGS
+    from sar_atd_training.quality.renderings import MODEL_RENDERINGS, RENDERINGS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_rendering",
                                      description=__doc__.splitlines()[0])
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200, help="patchworks (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", choices=("all", "tune", "heldback"), default="all")
-    parser.add_argument("--only", nargs="+", choices=sorted(RENDERINGS), default=None,
+    parser.add_argument("--only", nargs="+", choices=sorted(RENDERINGS | MODEL_RENDERINGS),
+                        default=None,
                         help="renderings to run (default: all)")
     parser.add_argument("--normalise", action="store_true",
                         help="also run every rendering through histogram matching to the "
@@ -54,31 +59,47 @@ def main(argv: list[str] | None = None) -> int:
     from sar_atd_training.quality.diagnosis import chip_records, sample_patchworks
 
     specs = detector_specs(parser, args.detector, args.no_cfar)
-    names = args.only or list(RENDERINGS)
+    names = args.only or list(RENDERINGS) + list(MODEL_RENDERINGS)
     base = sample_patchworks(chip_records(chips, args.subset), n=args.n, seed=args.seed)
     gts = [it.boxes for it in base.images]
     print(f"Real patchworks ({args.subset} chips): {base.description}; "
           f"{sum(len(g) for g in gts)} targets")
-    variants = [(name, RENDERINGS[name]) for name in names]
+    match = None
     if args.normalise:
         from sar_atd_training.quality.renderings import match_histogram, reference_quantiles
 
         ref = reference_quantiles([it.image for it in sample_patchworks(
             chip_records(chips, "tune"), n=50, seed=args.seed + 1).images])
-        variants += [(f"{name}+match", lambda im, f=RENDERINGS[name]: match_histogram(f(im), ref))
-                     for name in names]
-    rendered = {}
-    for name, fn in variants:
-        imgs = base.with_images(fn).images
-        key = hashlib.sha256(b"".join(it.image.tobytes() for it in imgs)).hexdigest()
-        rendered[name] = (imgs, key)
-        stack = np.concatenate([it.image.ravel() for it in imgs])
-        print(f"  {name:>20s}: 8-bit median {np.median(stack):5.0f}, p99 "
-              f"{np.quantile(stack, 0.99):5.0f}, at 255 {100 * np.mean(stack == 255):5.2f} %, "
-              f"at 0 {100 * np.mean(stack == 0):5.2f} %")
+        match = lambda im: match_histogram(im, ref)  # noqa: E731
+
+    def render_all(fns: list[tuple[str, Callable[[np.ndarray], np.ndarray]]]
+                   ) -> dict[str, tuple[list, str]]:
+        """name -> (rendered images, content hash), with the +match variants; prints stats."""
+        variants = list(fns)
+        if match is not None:
+            variants += [(f"{n}+match", lambda im, f=f: match(f(im))) for n, f in fns]
+        out = {}
+        for name, fn in variants:
+            imgs = base.with_images(fn).images
+            key = hashlib.sha256(b"".join(it.image.tobytes() for it in imgs)).hexdigest()
+            out[name] = (imgs, key)
+            stack = np.concatenate([it.image.ravel() for it in imgs])
+            print(f"  {name:>20s}: 8-bit median {np.median(stack):5.0f}, p99 "
+                  f"{np.quantile(stack, 0.99):5.0f}, at 255 "
+                  f"{100 * np.mean(stack == 255):5.2f} %, at 0 "
+                  f"{100 * np.mean(stack == 0):5.2f} %")
+        return out
+
+    shared = render_all([(n, RENDERINGS[n]) for n in names if n in RENDERINGS])
     print()
     for spec in specs:
         det, _ = resolve_detector(spec)
+        record = getattr(getattr(det, "model_info", None), "render", None)
+        per_model = [(n, lambda im, f=MODEL_RENDERINGS[n], r=record: f(im, r))
+                     for n in names if n in MODEL_RENDERINGS]
+        if per_model:
+            print(f"{det.name}: runtime rendering record {record or 'none (tiler defaults)'}")
+        rendered = shared | render_all(per_model)
         cache: dict[str, dict] = {}  # identical images (e.g. linear == as delivered) run once
         rows = {}
         for name in rendered:

@@ -86,8 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_build_patchworks)
 
     from sar_atd_training.evaluation.operating_point import register_operating_point
+    from sar_atd_training.evaluation.render_point import register_render_point
 
     register_operating_point(sub)
+    register_render_point(sub)
 
 
 def _usage(msg: str) -> int:

@@ -12,25 +12,29 @@ amplitude is rendered again in the ways real archives do:
 * ``hist_eq``: global histogram equalisation;
 * ``stretch_LO_HI``: contrast stretch with clipping: the ``LO`` quantile maps to 0, the ``HI``
   quantile to 255 (``stretch_2_90``: bright speckle and saturated targets);
-* ``uint16``: a 16-bit linear-magnitude image (the 8-bit amplitude times 257, no added
-  information) converted back to 8 bits the way a user without a known gain would: the
-  quarter-power LUT with the image's median amplitude at level ``UINT16_MEDIAN_LEVEL``.
+* ``uint16_fixed35``: a 16-bit linear-magnitude image (the 8-bit amplitude times 257, no
+  added information) converted back to 8 bits by a fixed rule: the quarter-power LUT with
+  the image's median amplitude at level ``UINT16_MEDIAN_LEVEL``;
+* ``uint16`` (in :data:`MODEL_RENDERINGS`: depends on the detector): the same 16-bit image
+  rendered the way the runtime renders it for that detector (:func:`render_like_runtime`:
+  the tiler with the model's recorded rendering, ``ModelInfo.render``).
 
 Every function is pure: uint8 (H, W) in, uint8 (H, W) out, the input untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from sar_atd.sar.lut import power_law_render
+from sar_atd.sar.lut import histogram_match_lut, power_law_render
 
 __all__ = ["to_amplitude", "render_power", "render_linear", "render_quarter_power",
            "equalize_histogram", "contrast_stretch", "to_uint16", "uint16_to_8bit",
-           "UINT16_MEDIAN_LEVEL", "RENDERINGS", "rendering", "reference_quantiles",
-           "match_histogram"]
+           "UINT16_MEDIAN_LEVEL", "RENDERINGS", "MODEL_RENDERINGS", "rendering",
+           "render_like_runtime", "reference_quantiles", "match_histogram"]
 
 UINT16_MEDIAN_LEVEL = 35.0
 """8-bit level of the median amplitude when a 16-bit image is brought to 8 bits (inside the
@@ -146,6 +150,29 @@ def _uint16_roundtrip(image: np.ndarray) -> np.ndarray:
     return uint16_to_8bit(to_uint16(image))
 
 
+def render_like_runtime(scene: np.ndarray, render: Mapping[str, Any] | None) -> np.ndarray:
+    """The 8-bit image the runtime tiler makes of ``scene`` for a model recording ``render``.
+
+    Same code path as :class:`sar_atd.scene.SceneDetector` with the default
+    :class:`~sar_atd.config.TilerConfig` (``render: model``): the record's fields replace
+    the tiler's LUT fields (:func:`sar_atd.tiling.config_with_render_record`), then
+    :meth:`sar_atd.tiling.Tiler.prepare` renders the scene on the CPU.
+
+    Args:
+        scene: (H, W) uint8, uint16, float or complex scene.
+        render: ``ModelInfo.render`` of the model, or None (a detector recording none,
+            e.g. CFAR: the tiler's defaults).
+
+    Returns:
+        uint8 (H, W).
+    """
+    from sar_atd.config import TilerConfig
+    from sar_atd.tiling import Tiler, config_with_render_record
+
+    cfg = config_with_render_record(TilerConfig(device="cpu"), render)
+    return Tiler(cfg).prepare(np.asarray(scene)).image.numpy()
+
+
 RENDERINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "as_delivered": lambda im: _check_u8(im).copy(),
     "linear": render_linear,
@@ -156,9 +183,15 @@ RENDERINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "hist_eq": equalize_histogram,
     "stretch_1_99": lambda im: contrast_stretch(im, 0.01, 0.99),
     "stretch_2_90": lambda im: contrast_stretch(im, 0.02, 0.90),
-    "uint16": _uint16_roundtrip,
+    "uint16_fixed35": _uint16_roundtrip,
 }
 """Named renderings used by ``benchmarks.bench_rendering`` (uint8 (H, W) -> uint8 (H, W))."""
+
+MODEL_RENDERINGS: dict[str, Callable[[np.ndarray, Mapping[str, Any] | None], np.ndarray]] = {
+    "uint16": lambda im, render: render_like_runtime(to_uint16(im), render),
+}
+"""Renderings that depend on the detector's recorded rendering (``ModelInfo.render``):
+``f(uint8 (H, W), render) -> uint8 (H, W)``."""
 
 
 def rendering(name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -185,14 +218,10 @@ def match_histogram(image: np.ndarray, ref_q: np.ndarray, keep_extremes: bool = 
                     ) -> np.ndarray:
     """Map an 8-bit image onto a reference histogram (test-time rendering normalisation).
 
-    Every global monotonic rendering of the same amplitudes has the same pixel ranks, so
-    mapping each grey level's mid-rank (ties such as saturated pixels get the middle of
-    their rank range) to the reference quantile at that rank undoes the rendering, up to
-    quantisation and what clipping destroyed.
-
-    Clipped pixels (grey levels 0 and 255) carry no rank information inside their tie; with
-    ``keep_extremes`` they stay at 0 and 255 (a saturated target stays the brightest thing)
-    instead of moving to the reference quantile in the middle of their rank range.
+    The image's grey-level LUT is :func:`sar_atd.sar.lut.histogram_match_lut` (the rule the
+    runtime tiler applies to uint8 scenes with ``uint8_match``): each grey level's mid-rank
+    goes to the reference quantile at that rank, undoing any global monotonic rendering up
+    to quantisation and clipping; with ``keep_extremes`` grey levels 0 and 255 stay.
 
     Args:
         image: uint8 (H, W).
@@ -203,14 +232,5 @@ def match_histogram(image: np.ndarray, ref_q: np.ndarray, keep_extremes: bool = 
         uint8 (H, W).
     """
     img = _check_u8(image)
-    q = np.asarray(ref_q, np.float64).ravel()
-    if q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0):
-        raise ValueError("ref_q must be a finite, non-decreasing array of >= 2 quantiles")
-    hist = np.bincount(img.ravel(), minlength=256).astype(np.float64)
-    upto = np.cumsum(hist)
-    mid = (upto - hist / 2) / img.size  # mid-rank probability of each grey level
-    probs = (np.arange(q.size) + 0.5) / q.size
-    lut = np.clip(np.round(np.interp(mid, probs, q)), 0, 255).astype(np.uint8)
-    if keep_extremes:
-        lut[0], lut[255] = 0, 255
-    return lut[img]
+    hist = np.bincount(img.ravel(), minlength=256)
+    return histogram_match_lut(hist, ref_q, keep_extremes)[img]

@@ -308,7 +308,12 @@ class TilerConfig(RosParamsMixin):
       (``PreparedScene.n_nonfinite``); ``nonfinite = "error"`` refuses such scenes;
     * ``render = "model"``: inside a :class:`sar_atd.scene.SceneDetector`, the rendering
       recorded in the model file (``ModelInfo.render``) replaces ``gamma``,
-      ``amplitude_ref``, ``ref_quantile`` and ``ref_level``; ``"config"`` keeps them.
+      ``amplitude_ref``, ``ref_quantile`` and ``ref_level``; ``"config"`` keeps them;
+    * ``uint8_match`` (opt-in): path of a reference-quantiles JSON file
+      (:func:`sar_atd.sar.lut.write_match_reference`); uint8 scenes are then
+      histogram-matched to it (:func:`sar_atd.sar.lut.histogram_match_lut`, grey levels 0
+      and 255 kept) instead of passing through: a test-time normalisation of unknown 8-bit
+      renderings. Empty (the default): uint8 passes through untouched.
 
     Attributes:
         tile_size: tile side (px); scenes smaller than a tile give one smaller tile.
@@ -322,6 +327,7 @@ class TilerConfig(RosParamsMixin):
         mono16_full_scale: amplitude of uint16 count 65535.
         nonfinite: ``"zero"`` (set to 0 and count) or ``"error"``.
         render: ``"model"`` (the model's recorded rendering) or ``"config"``.
+        uint8_match: reference-quantiles file for uint8 scenes, or "" (pass through).
     """
 
     SECTION: typing.ClassVar[str] = "tiler"
@@ -337,6 +343,7 @@ class TilerConfig(RosParamsMixin):
     mono16_full_scale: float = 1.0
     nonfinite: str = "zero"
     render: str = "model"
+    uint8_match: str = ""
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
@@ -366,6 +373,9 @@ class TilerConfig(RosParamsMixin):
         if self.render not in ("model", "config"):
             raise ValueError(f"TilerConfig.render must be 'model' or 'config', got "
                              f"{self.render!r}")
+        if not isinstance(self.uint8_match, str):
+            raise ValueError(f"TilerConfig.uint8_match must be a file path or '', got "
+                             f"{self.uint8_match!r}")
 
 
 @dataclasses.dataclass

@@ -24,11 +24,9 @@ scene smaller than a tile gives exactly the model's detections.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +35,13 @@ import torch.nn.functional as F
 from sar_atd.boxes import box_iou
 from sar_atd.config import SceneDetectorConfig, TilerConfig
 from sar_atd.detectors.base import Detections, Detector, detect_tiles
-from sar_atd.tiling import PreparedScene, SceneInputError, TileBatch, Tiler
+from sar_atd.tiling import (
+    PreparedScene,
+    SceneInputError,
+    TileBatch,
+    Tiler,
+    config_with_render_record,
+)
 
 __all__ = ["SceneDetector", "SceneDetectorConfig", "SceneDetections", "merge_across_tiles",
            "box_ios", "ORIENTATIONS", "GeometryError"]
@@ -187,11 +191,8 @@ class SceneDetector:
         tiler_cfg = tiler_cfg or TilerConfig()
         carried = model_info if model_info is not None else getattr(detector, "model_info",
                                                                      None)
-        render = getattr(carried, "render", None)  # CFAR carries none: config fields
-        if tiler_cfg.render == "model" and render:
-            keys = ("gamma", "amplitude_ref", "ref_quantile", "ref_level")
-            fields: dict[str, Any] = {k: float(v) for k, v in render.items() if k in keys}
-            tiler_cfg = dataclasses.replace(tiler_cfg, **fields)
+        # CFAR carries no rendering: the config fields stay
+        tiler_cfg = config_with_render_record(tiler_cfg, getattr(carried, "render", None))
         self.tiler = Tiler(tiler_cfg)
 
     @property

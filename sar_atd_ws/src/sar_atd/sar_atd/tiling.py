@@ -4,8 +4,9 @@ One implementation for the offline tools (``sar-atd detect``, ``sar-atd eval --t
 the ROS 2 nodes. Steps:
 
 1. :meth:`Tiler.prepare`: check the scene, render it once to 8 bits (rule in
-   :class:`~sar_atd.config.TilerConfig`: uint8 passes through, complex/float/uint16 go
-   through the power-law LUT), NaN/inf pixels set to 0 and counted. The rendering runs in
+   :class:`~sar_atd.config.TilerConfig`: uint8 passes through, or is histogram-matched to
+   a reference with ``uint8_match``; complex/float/uint16 go through the power-law LUT),
+   NaN/inf pixels set to 0 and counted. The rendering runs in
    row blocks on the device, so its temporaries stay a small fraction of the scene; the
    result is a uint8 (H, W) tensor (a quarter of a float32 scene, an eighth of complex64).
 2. :meth:`Tiler.batches`: tiles on the grid of :func:`tile_grid`, strided views of the
@@ -18,7 +19,8 @@ than a tile gets one tile of the axis' length. So tiles are ``min(T, H) x min(T,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +28,12 @@ import numpy as np
 import torch
 
 from sar_atd.config import TilerConfig
-from sar_atd.errors import SarAtdError
-from sar_atd.sar.lut import power_law_render
+from sar_atd.errors import ConfigError, SarAtdError
+from sar_atd.sar.lut import histogram_match_lut, power_law_render, read_match_reference
 
 __all__ = ["TilerConfig", "Tiler", "TileBatch", "PreparedScene", "tile_grid", "axis_starts",
-           "resolve_device", "SceneInputError"]
+           "resolve_device", "SceneInputError", "RENDER_RECORD_KEYS",
+           "config_with_render_record"]
 
 _ROW_BLOCK_PIXELS = 1 << 18  # rendering block: ~0.26 Mpixel of temporaries at a time
 _QUANTILE_SAMPLE = 1 << 20  # pixels sampled (strided) for the content-anchored white point
@@ -38,6 +41,27 @@ _QUANTILE_SAMPLE = 1 << 20  # pixels sampled (strided) for the content-anchored 
 
 class SceneInputError(SarAtdError, ValueError):
     """A scene array cannot be tiled (wrong type, dtype, shape, empty, non-finite)."""
+
+
+RENDER_RECORD_KEYS = ("gamma", "amplitude_ref", "ref_quantile", "ref_level")
+"""Fields of a model's recorded rendering (``ModelInfo.render``) that replace the tiler's."""
+
+
+def config_with_render_record(cfg: TilerConfig, render: Mapping[str, Any] | None
+                              ) -> TilerConfig:
+    """``cfg`` with a model's recorded rendering in place of its LUT fields.
+
+    Applied when ``cfg.render == "model"`` and ``render`` (``ModelInfo.render``) is non-empty;
+    otherwise ``cfg`` is returned unchanged (``render: config``, or a detector such as CFAR
+    that records none). Keys other than :data:`RENDER_RECORD_KEYS` are ignored.
+
+    Raises:
+        ValueError: a recorded value the tiler refuses (named by ``TilerConfig``).
+    """
+    if cfg.render != "model" or not render:
+        return cfg
+    fields = {k: float(v) for k, v in render.items() if k in RENDER_RECORD_KEYS}
+    return dataclasses.replace(cfg, **fields)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -176,6 +200,12 @@ class Tiler:
     def __init__(self, cfg: TilerConfig | None = None) -> None:
         self.cfg = cfg or TilerConfig()
         self.device = resolve_device(self.cfg.device)
+        self.match_quantiles: np.ndarray | None = None
+        if self.cfg.uint8_match:
+            try:
+                self.match_quantiles = read_match_reference(self.cfg.uint8_match)
+            except ValueError as err:
+                raise ConfigError(f"tiler.uint8_match: {err}") from None
 
     # ---- rendering ------------------------------------------------------------------
     def _amplitude(self, block: torch.Tensor) -> torch.Tensor:
@@ -219,7 +249,10 @@ class Tiler:
         t = torch.from_numpy(scene) if isinstance(scene, np.ndarray) else scene
         h, w = int(t.shape[0]), int(t.shape[1])
         if t.dtype == torch.uint8:
-            return PreparedScene(t.to(self.device).contiguous(), 0, dtype_name)
+            img = t.to(self.device).contiguous()
+            if self.match_quantiles is not None:
+                img = self._match(img)
+            return PreparedScene(img, 0, dtype_name)
         ref: list[float] = []  # the scene's white point, computed once when needed
         out = torch.empty((h, w), dtype=torch.uint8, device=self.device)
         rows = max(1, _ROW_BLOCK_PIXELS // max(1, w))
@@ -244,6 +277,16 @@ class Tiler:
                                                            device=amp.device))
             out[r0:r0 + rows] = self._render(amp, t, ref)
         return PreparedScene(out, n_bad, dtype_name)
+
+    def _match(self, img: torch.Tensor) -> torch.Tensor:
+        """Histogram-match a uint8 (H, W) scene to the reference (``uint8_match``)."""
+        hist = torch.bincount(img.reshape(-1), minlength=256).cpu().numpy()
+        lut = torch.from_numpy(histogram_match_lut(hist, self.match_quantiles)).to(img.device)
+        out = torch.empty_like(img)
+        rows = max(1, _ROW_BLOCK_PIXELS // max(1, img.shape[1]))
+        for r0 in range(0, img.shape[0], rows):  # int64 indices one block at a time
+            out[r0:r0 + rows] = lut[img[r0:r0 + rows].long()]
+        return out
 
     def _render(self, amp: torch.Tensor, scene: torch.Tensor, ref: list[float]
                 ) -> torch.Tensor:

@@ -10,12 +10,18 @@ point): ``out = 255 * clip((|s|^gamma - black) / (ref - black), 0, 1)``. ``gamma
 ``gamma = 1`` is a linear magnitude display such as the MSTAR JPEG chips'. The overlay
 pipeline draws ``gamma``, ``ref`` and ``black`` per image to randomise the rendering
 (domain randomisation against unknown 8-bit renderings of real archives).
+
+:func:`histogram_match_lut` maps an 8-bit image onto a reference grey-level distribution
+(test-time rendering normalisation; reference files: :func:`write_match_reference`).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sar_atd.sar._xp import back, to_torch
@@ -122,3 +128,81 @@ def inverse_quarter_power_lut(image_u8: Any, ref: Any = DEFAULT_LUT_REF) -> Any:
         r = r[..., None]
     out = (x.to(torch.float32) / 255.0 * r) ** 2
     return back(out, was_np)
+
+
+MATCH_REFERENCE_KIND = "sar_atd.match_reference"
+"""``kind`` of a reference-quantiles JSON file (:func:`write_match_reference`)."""
+
+
+def check_match_quantiles(ref_q: Any) -> np.ndarray:
+    """``ref_q`` as float64 (K,); raises ValueError unless K >= 2, finite, non-decreasing
+    and inside [0, 255]."""
+    q = np.asarray(ref_q, np.float64).ravel()
+    if (q.size < 2 or not np.all(np.isfinite(q)) or np.any(np.diff(q) < 0)
+            or q[0] < 0 or q[-1] > 255):
+        raise ValueError("reference quantiles must be >= 2 finite, non-decreasing grey "
+                         "levels in [0, 255]")
+    return q
+
+
+def histogram_match_lut(hist: Any, ref_q: Any, keep_extremes: bool = True) -> np.ndarray:
+    """Grey-level LUT mapping an 8-bit image with histogram ``hist`` onto a reference look.
+
+    Every global monotonic rendering of the same amplitudes has the same pixel ranks, so
+    mapping each grey level's mid-rank (ties such as saturated pixels take the middle of
+    their rank range) to the reference quantile at that rank undoes the rendering, up to
+    quantisation and what clipping destroyed. With ``keep_extremes`` grey levels 0 and 255
+    stay where they are (clipped pixels carry no rank information inside their tie; a
+    saturated target stays the brightest thing).
+
+    Args:
+        hist: (256,) pixel counts per grey level (not all zero).
+        ref_q: reference grey-level quantiles at probabilities ``(k + 0.5) / K``, (K,).
+        keep_extremes: keep grey levels 0 and 255.
+
+    Returns:
+        uint8 (256,) LUT: ``out = lut[image]``.
+
+    Raises:
+        ValueError: a bad histogram or bad quantiles.
+    """
+    q = check_match_quantiles(ref_q)
+    h = np.asarray(hist, np.float64).ravel()
+    if h.size != 256 or np.any(h < 0) or h.sum() <= 0:
+        raise ValueError("hist must be 256 non-negative counts, not all zero")
+    upto = np.cumsum(h)
+    mid = (upto - h / 2) / upto[-1]  # mid-rank probability of each grey level
+    probs = (np.arange(q.size) + 0.5) / q.size
+    lut = np.clip(np.round(np.interp(mid, probs, q)), 0, 255).astype(np.uint8)
+    if keep_extremes:
+        lut[0], lut[255] = 0, 255
+    return lut
+
+
+def write_match_reference(path: str | Path, quantiles: Any, source: str) -> Path:
+    """Write reference quantiles (:func:`histogram_match_lut`) as JSON, atomically."""
+    from sar_atd.atomic import atomic_write_json
+
+    q = check_match_quantiles(quantiles)
+    return atomic_write_json(path, {"kind": MATCH_REFERENCE_KIND, "source": str(source),
+                                    "quantiles": [round(float(v), 4) for v in q]})
+
+
+def read_match_reference(path: str | Path) -> np.ndarray:
+    """Reference quantiles, float64 (K,), from a :func:`write_match_reference` file.
+
+    Raises:
+        ValueError: unreadable file, not such a JSON file, or bad quantiles (one line
+            naming the file).
+    """
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read match reference {path}: {err}") from None
+    if not isinstance(d, dict) or d.get("kind") != MATCH_REFERENCE_KIND:
+        raise ValueError(f"{path} is not a match reference file (need JSON with kind "
+                         f"{MATCH_REFERENCE_KIND!r} and quantiles)")
+    try:
+        return check_match_quantiles(d.get("quantiles"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
