@@ -1,7 +1,8 @@
 """Rendering robustness on real patchworks: AP per 8-bit rendering of the same images.
 
     python -m benchmarks.bench_rendering [--detector models/default.pt] [--no-cfar]
-        [--n 200] [--seed 0] [--subset all|tune|heldback] [--only NAME ...] [--normalise]
+        [--n 200] [--seed 0] [--subset all|tune|heldback] [--only NAME ...] [--normalise
+        [--normalise-reference REF.json]]
 
 Builds the dev patchworks once, re-renders them with every rendering of
 ``sar_atd_training.quality.renderings.RENDERINGS`` (linear amplitude, quarter-power LUT,
@@ -24,6 +25,7 @@ import hashlib
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks.common import add_detector_args
 
@@ -43,8 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--normalise", action="store_true",
                         help="also run every rendering through histogram matching to the "
                              "delivered look (reference: 50 tune-split patchworks)")
+    parser.add_argument("--normalise-reference", type=Path, default=None, metavar="REF",
+                        help="with --normalise: match to this reference-quantiles file "
+                             "instead (a TilerConfig.uint8_match file, e.g. from sar-atd "
+                             "eval render-point --match-reference)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    ref_file = None
+    if args.normalise_reference is not None:
+        from sar_atd.sar.lut import read_match_reference
+
+        if not args.normalise:
+            parser.error("--normalise-reference needs --normalise")
+        try:
+            ref_file = read_match_reference(args.normalise_reference)
+        except ValueError as err:
+            parser.error(str(err))
 
     from benchmarks.common import detector_specs, real_chips_or_none
     chips = real_chips_or_none()
@@ -68,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.normalise:
         from sar_atd_training.quality.renderings import match_histogram, reference_quantiles
 
-        ref = reference_quantiles([it.image for it in sample_patchworks(
-            chip_records(chips, "tune"), n=50, seed=args.seed + 1).images])
+        ref = ref_file if ref_file is not None else reference_quantiles(
+            [it.image for it in sample_patchworks(chip_records(chips, "tune"), n=50,
+                                                  seed=args.seed + 1).images])
+        print(f"histogram matching to {args.normalise_reference or '50 tune-split patchworks'}")
         match = lambda im: match_histogram(im, ref)  # noqa: E731
 
     def render_all(fns: list[tuple[str, Callable[[np.ndarray], np.ndarray]]]

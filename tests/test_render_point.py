@@ -151,7 +151,8 @@ def test_stream_amplitudes_are_the_validation_stream_before_its_lut() -> None:
 
 def _args(tmp_path: Path, model: Path, **kw: object) -> argparse.Namespace:
     base = {"model": model, "bank": tmp_path, "n": 2, "seed": None, "n_gamma": 3,
-            "n_level": 4, "out": None, "write": False}
+            "n_level": 4, "gammas": None, "levels": None, "out": None, "write": False,
+            "match_reference": None}
     return argparse.Namespace(**(base | kw))
 
 
@@ -169,7 +170,9 @@ def test_command_refusals_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert run_render_point(_args(tmp_path, src, n=0)) == 2
     assert run_render_point(_args(tmp_path, src, out=tmp_path / "x.pt", write=True)) == 2
     assert run_render_point(_args(tmp_path, src, out=src)) == 2
+    assert run_render_point(_args(tmp_path, src, match_reference=src)) == 2
+    assert run_render_point(_args(tmp_path, src, levels=[30.0, 300.0])) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(e.startswith("sar-atd eval render-point: error:") for e in err)
-    assert "exists" in err[-1]
+    assert len(err) == 5 and all(e.startswith("sar-atd eval render-point: error:") for e in err)
+    assert "exists" in err[2] and "--match-reference" in err[3] and "--levels" in err[4]
     assert src.read_bytes() == before  # the user's file is never touched by a refusal

@@ -20,6 +20,11 @@ chooses that pair without real data:
     sar-atd eval render-point --model M.pt --bank BANK --n 100 --out M_rendered.pt
     sar-atd eval render-point --model M.pt --bank BANK --n 100 --write   # in place
 
+``--match-reference REF.json`` also writes the grey-level quantiles of the validation images
+rendered with the chosen record: a reference for the tiler's opt-in ``uint8_match``
+(histogram matching of uint8 scenes to the look the model scored best on), made without
+real data.
+
 Without ``--out``/``--write`` nothing is written. The weights, operating threshold and the
 rest of the model's record are unchanged; the grid's scores go to
 ``operating_point["render_point"]``.
@@ -188,6 +193,14 @@ def register_render_point(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="stream seed (default: val_seed)")
     p.add_argument("--n-gamma", type=int, default=3, help="gamma grid size (default 3)")
     p.add_argument("--n-level", type=int, default=4, help="level grid size (default 4)")
+    p.add_argument("--gammas", type=float, nargs="+", default=None,
+                   help="explicit gamma grid (replaces --n-gamma's bin centres)")
+    p.add_argument("--levels", type=float, nargs="+", default=None,
+                   help="explicit median-level grid (replaces --n-level's bin centres)")
+    p.add_argument("--match-reference", type=Path, default=None,
+                   help="also write the grey-level quantiles of the validation images "
+                        "rendered with the chosen record (a TilerConfig.uint8_match file; "
+                        "refused if it exists)")
     p.add_argument("--out", type=Path, default=None,
                    help="write a copy of the model with the chosen record here (refused if "
                         "it exists)")
@@ -210,8 +223,13 @@ def run_render_point(args: argparse.Namespace) -> int:
         return _err("--n, --n-gamma and --n-level must be >= 1", 2)
     if args.out is not None and args.write:
         return _err("give --out (a copy) or --write (in place), not both", 2)
-    if args.out is not None and args.out.exists():
-        return _err(f"--out {args.out} exists; choose a new path", 2)
+    for opt, path in (("--out", args.out), ("--match-reference", args.match_reference)):
+        if path is not None and path.exists():
+            return _err(f"{opt} {path} exists; choose a new path", 2)
+    for opt, vals, lo, hi in (("--gammas", args.gammas, 0.0, float("inf")),
+                              ("--levels", args.levels, 0.0, 255.0)):
+        if vals is not None and not all(lo < v <= hi and np.isfinite(v) for v in vals):
+            return _err(f"{opt} values must be in ({lo:g}, {hi:g}], got {vals}", 2)
     ckpt = read_checkpoint(args.model)
     recipe = ckpt.get("config")
     if not isinstance(recipe, dict) or recipe.get("data", {}).get("kind", "overlay") != "overlay":
@@ -222,6 +240,7 @@ def run_render_point(args: argparse.Namespace) -> int:
         gammas, levels = candidate_grid(overlay, args.n_gamma, args.n_level)
     except ValueError as err:
         return _err(f"{args.model}: {err}", 1)
+    gammas, levels = args.gammas or gammas, args.levels or levels
     q_lo, q_hi = overlay.get("render_ref_quantile_range", (0.5, 0.5))
     quantile = (float(q_lo) + float(q_hi)) / 2
     t0 = time.perf_counter()
@@ -242,8 +261,16 @@ def run_render_point(args: argparse.Namespace) -> int:
     print(f"chosen: gamma {best['gamma']:.3f}, median at level {best['level']:.1f} "
           f"(AP50 {best['AP50']:.3f}, AP70 {best['AP70']:.3f}; neighbourhood score "
           f"{best['smoothed']:.3f}) -> render {rec}")
+    if args.match_reference is not None:
+        from sar_atd.sar.lut import write_match_reference
+        from sar_atd_training.quality.renderings import reference_quantiles, render_like_runtime
+
+        q = reference_quantiles([render_like_runtime(a, rec) for a in amps])
+        write_match_reference(args.match_reference, q, f"{len(amps)} synthetic validation "
+                              f"images of {args.model.name} (seed {seed}) rendered with {rec}")
+        print(f"match reference written to {args.match_reference}")
     if args.out is None and not args.write:
-        print("not written (give --out PATH for a copy or --write for the file itself)")
+        print("model not written (give --out PATH for a copy or --write for the file itself)")
         return 0
     op = dict(prior.get("operating_point") or {})
     op["render_point"] = {"grid": rows, "chosen": best, "n_images": len(amps), "seed": seed,
