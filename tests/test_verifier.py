@@ -185,6 +185,7 @@ def test_training_a_few_steps_lowers_the_loss(tmp_path) -> None:
     assert np.mean(curve[-2:]) < 0.8 * curve[0], curve
     v = load_verifier(tmp_path / "run" / "verifier.pt")
     assert v.crop_size == 32 and 0 <= v.threshold <= cfg.max_threshold
+    assert load_verifier(tmp_path / "run" / "verifier.onnx").threshold == v.threshold
     assert set(rec["synthetic_validation_jittered"]["kept_at_threshold"]) == {
         "target", "tree", "house", "clutter"}
     with pytest.raises(FileExistsError, match="exists"):
@@ -220,3 +221,30 @@ def test_runtime_resolves_a_verified_detector(tmp_path) -> None:
     assert not isinstance(plain, VerifiedDetector) and "verifier" not in desc
     with pytest.raises(VerifierError, match="not found"):
         resolve_detector("cfar", verifier=str(tmp_path / "missing.pt"))
+
+
+def test_onnx_export_matches_torch_and_refuses_junk(tmp_path) -> None:
+    """export_onnx -> load_verifier(.onnx) runs in ONNX Runtime with the stored rule and
+    the torch probabilities (1e-5); a corrupt .onnx is one VerifierError."""
+    pytest.importorskip("onnxruntime")
+    from sar_atd.verifier import export_onnx
+
+    torch.manual_seed(1)
+    net = VerifierNet((4, 8, 8, 8))
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    v = Verifier(net, crop_size=32, threshold=0.4, rescore=True)
+    onnx_path = export_onnx(v, tmp_path / "v.onnx")
+    o = load_verifier(onnx_path)
+    assert (o.crop_size, o.threshold, o.rescore) == (32, 0.4, True)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (80, 90), dtype=np.uint8)
+    boxes = np.array([[10, 10, 40, 35], [60, 50, 95, 85], [0, 0, 5, 5]], np.float32)
+    np.testing.assert_allclose(o.probabilities(img, boxes), v.probabilities(img, boxes),
+                               atol=1e-5)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    with pytest.raises(VerifierError, match="unreadable"):
+        load_verifier(bad)

@@ -56,9 +56,9 @@ class VerifierDataConfig:
         generation_batch: images per overlay-pipeline call.
         clutter_per_image: clutter negatives per image: boxes of target-like sizes centred
             on bright clutter pixels away from every placed object.
-        jitter_shift: positive box jitter, centre shift as a share of the box side (uniform
-            +-); negatives get 1.5x.
-        jitter_scale: (min, max) box side scale of positives; negatives get a wider range.
+        jitter_shift: box jitter, centre shift as a share of the box side (uniform +-), the
+            same for every kind.
+        jitter_scale: (min, max) box side scale (uniform, per side).
         hflip_prob: probability of a cross-range mirror of a crop.
         overlay: overlay-pipeline randomisation (the detector recipe's).
     """
@@ -74,8 +74,8 @@ class VerifierDataConfig:
     val_images: int = 80
     generation_batch: int = 8
     clutter_per_image: int = 3
-    jitter_shift: float = 0.15
-    jitter_scale: tuple[float, float] = (0.8, 1.25)
+    jitter_shift: float = 0.2
+    jitter_scale: tuple[float, float] = (0.7, 1.3)
     hflip_prob: float = 0.5
     overlay: OverlayConfig = field(default_factory=_default_overlay)
 
@@ -235,18 +235,16 @@ def generate_pool(cfg: VerifierDataConfig, n_images: int, seed: int, pipeline: A
                       kinds=np.asarray(kinds, np.int64))
 
 
-def jitter_boxes(boxes: np.ndarray, positive: np.ndarray, cfg: VerifierDataConfig,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Random centre shift and side scale per box (negatives: 1.5x shift, wider scale)."""
+def jitter_boxes(boxes: np.ndarray, cfg: VerifierDataConfig, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Random centre shift and side scale per box, the same law for every kind (a kind-
+    dependent jitter would let the network tell kinds apart by how well the box fits)."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    shift = np.where(positive, cfg.jitter_shift, 1.5 * cfg.jitter_shift)[:, None]
     lo, hi = cfg.jitter_scale
-    lo_n, hi_n = lo * 0.75, hi * 1.2
-    u = rng.random((len(b), 2))
-    scale = np.where(positive[:, None], lo + (hi - lo) * u, lo_n + (hi_n - lo_n) * u)
-    d = (rng.random((len(b), 2)) * 2 - 1) * shift
+    scale = lo + (hi - lo) * rng.random((len(b), 2))
+    d = (rng.random((len(b), 2)) * 2 - 1) * cfg.jitter_shift
     cx, cy = cx + d[:, 0] * w, cy + d[:, 1] * h
     w, h = np.maximum(w * scale[:, 0], 4), np.maximum(h * scale[:, 1], 4)
     return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1).astype(np.float32)
@@ -260,7 +258,7 @@ def crops_of(pool: SamplePool, sel: np.ndarray, crop_size: int, cfg: VerifierDat
 
     boxes = pool.boxes[sel]
     if rng is not None:
-        boxes = jitter_boxes(boxes, pool.labels[sel] > 0.5, cfg, rng)
+        boxes = jitter_boxes(boxes, cfg, rng)
     crops = np.empty((len(sel), crop_size, crop_size), np.uint8)
     masks = np.empty_like(crops)
     img_of = pool.image_index[sel]

@@ -6,8 +6,10 @@ pool of overlay images (targets, unlabelled trees/houses, bright clutter; see
 binary cross-entropy on class-balanced batches of jittered crops, picks the rejection
 threshold on held-out synthetic images (the largest threshold that keeps
 ``positive_recall`` of their target boxes, at most ``max_threshold``) and writes into
-``--out``: ``verifier.pt`` (:func:`sar_atd.verifier.save_verifier`) and ``record.json``
-(loss curve, validation per kind, timings, hardware). Real data is never used.
+``--out``: ``verifier.pt`` (:func:`sar_atd.verifier.save_verifier`), ``verifier.onnx``
+(the same network and rule for ONNX Runtime, :func:`sar_atd.verifier.export_onnx`) and
+``record.json`` (loss curve, validation per kind, timings, hardware). Real data is never
+used.
 """
 
 from __future__ import annotations
@@ -164,7 +166,8 @@ def choose_threshold(p: np.ndarray, pool: SamplePool, cfg: VerifierTrainConfig
 
 def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = True,
                    bank: Any = None) -> dict:
-    """Train per ``cfg``; write ``verifier.pt`` and ``record.json`` into ``out``
+    """Train per ``cfg``; write ``verifier.pt``, ``verifier.onnx`` and ``record.json`` into
+    ``out``
     (``bank``: an opened signature bank in place of ``cfg.data.bank``).
 
     Returns:
@@ -173,7 +176,13 @@ def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = T
     from tqdm import tqdm
 
     from sar_atd.atomic import atomic_write_json
-    from sar_atd.verifier import VerifierNet, crops_to_tensor, save_verifier
+    from sar_atd.verifier import (
+        VerifierNet,
+        crops_to_tensor,
+        export_onnx,
+        load_verifier,
+        save_verifier,
+    )
 
     out = Path(out)
     if (out / "verifier.pt").exists():
@@ -252,6 +261,7 @@ def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = T
               "synthetic_validation_exact_boxes": vexact}
     save_verifier(out / "verifier.pt", net, cfg.crop_size, thr, cfg.rescore,
                   {k: v for k, v in record.items() if k != "loss_curve"})
+    export_onnx(load_verifier(out / "verifier.pt"), out / "verifier.onnx")
     atomic_write_json(out / "record.json", record)
     return record
 

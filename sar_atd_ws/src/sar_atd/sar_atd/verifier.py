@@ -22,7 +22,9 @@ gain and offset vary between scenes), stacks the box mask as a second channel, a
 logit. Files (``.pt``): a dict with ``format`` ``"sar-atd-verifier"``, ``version``,
 ``crop_size``, ``channels``, ``threshold`` (reject below it), ``rescore`` and the network's
 ``state_dict`` plus a ``record`` of how it was trained; :func:`load_verifier` refuses
-anything else with one :class:`VerifierError` line.
+anything else with one :class:`VerifierError` line. :func:`export_onnx` writes the network
+as ONNX (input ``crops`` float32 (N, 2, S, S), output ``logits`` (N,), the rule in the
+metadata); :func:`load_verifier` runs such a file with ONNX Runtime (CPU).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from sar_atd.detectors.base import Detections
 from sar_atd.errors import SarAtdError
 
 __all__ = ["VerifierError", "VerifierNet", "Verifier", "VerifiedDetector", "extract_crops",
-           "crops_to_tensor", "load_verifier", "save_verifier", "FORMAT", "VERSION",
-           "DEFAULT_CROP_SIZE"]
+           "crops_to_tensor", "load_verifier", "save_verifier", "export_onnx", "FORMAT",
+           "VERSION", "DEFAULT_CROP_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +168,78 @@ def save_verifier(path: str | Path, net: VerifierNet, crop_size: int, threshold:
         torch.save(doc, tmp)
 
 
+def export_onnx(verifier: Verifier, path: str | Path, opset: int = 17) -> Path:
+    """Write ``verifier``'s network as ONNX (dynamic batch; crop size, threshold and rescore
+    in the metadata), atomically."""
+    import onnx
+
+    from sar_atd.atomic import atomic_path
+
+    s = verifier.crop_size
+    net = verifier.net
+    if not isinstance(net, nn.Module):
+        raise VerifierError("export_onnx needs a torch verifier (.pt)")
+    with atomic_path(path) as tmp:
+        torch.onnx.export(net.eval(), (torch.zeros(1, 2, s, s),), str(tmp),
+                          opset_version=opset, dynamo=False, input_names=["crops"],
+                          output_names=["logits"],
+                          dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}})
+        proto = onnx.load(str(tmp))
+        meta = {"sar_atd.format": FORMAT, "version": str(VERSION), "crop_size": str(s),
+                "threshold": repr(verifier.threshold), "rescore": str(int(verifier.rescore))}
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v)
+        onnx.save(proto, str(tmp))
+    return Path(path)
+
+
+class _OrtNet:
+    """An ONNX Runtime session behind the network's call: (N, 2, S, S) tensor -> (N,) logits."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def eval(self) -> _OrtNet:
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(["logits"], {"crops": x.numpy().astype(np.float32)})[0]
+        return torch.from_numpy(np.asarray(out, np.float32).reshape(-1))
+
+
+def _load_onnx(p: Path, threshold: float | None, rescore: bool | None) -> Verifier:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise VerifierError(f"{p}: an ONNX verifier needs onnxruntime (pip install "
+                            "onnxruntime)") from None
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(p), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+        meta = sess.get_modelmeta().custom_metadata_map
+    except Exception as err:  # onnxruntime raises its own types for a damaged file
+        raise VerifierError(f"verifier file {p} is unreadable (corrupt or not ONNX): "
+                            f"{type(err).__name__}") from None
+    if meta.get("sar_atd.format") != FORMAT:
+        raise VerifierError(f"{p} is not a verifier file (format "
+                            f"{meta.get('sar_atd.format')!r})")
+    try:
+        crop = int(meta["crop_size"])
+        thr = float(meta["threshold"] if threshold is None else threshold)
+        rs = bool(int(meta.get("rescore", "0"))) if rescore is None else rescore
+    except (KeyError, ValueError) as err:
+        raise VerifierError(f"{p}: malformed verifier metadata ({err})") from None
+    if not 0.0 <= thr <= 1.0:
+        raise VerifierError(f"{p}: verifier threshold {thr} is outside [0, 1]")
+    return Verifier(_OrtNet(sess), crop, thr, rs, path=str(p))  # type: ignore[arg-type]
+
+
 def load_verifier(path: str | Path, threshold: float | None = None,
                   rescore: bool | None = None) -> Verifier:
-    """Read a verifier file; ``threshold``/``rescore`` override the stored rule.
+    """Read a verifier file (``.pt``, or ``.onnx`` from :func:`export_onnx`, run by ONNX
+    Runtime); ``threshold``/``rescore`` override the stored rule.
 
     Raises:
         VerifierError: missing, unreadable, not a verifier file, or inconsistent content.
@@ -176,6 +247,8 @@ def load_verifier(path: str | Path, threshold: float | None = None,
     p = Path(path)
     if not p.is_file():
         raise VerifierError(f"verifier file not found: {p}")
+    if p.suffix.lower() == ".onnx":
+        return _load_onnx(p, threshold, rescore)
     try:
         doc = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
