@@ -13,7 +13,9 @@ chooses that pair without real data:
    geometric in level; black point 0 as in the runtime);
 3. the detector runs on each rendering; a point's score is ``(AP50 + AP70) / 2``, smoothed
    by the mean over the point and its grid neighbours (a broad optimum, not a lucky
-   point); the best smoothed score wins, ties going to the point nearest the grid centre.
+   point; a point on the grid's edge has fewer neighbours, so a good edge point needs only
+   good neighbours on one side); the best smoothed score wins, ties going to the point
+   nearest the grid centre.
 
 ::
 
