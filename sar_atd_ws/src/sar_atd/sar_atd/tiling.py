@@ -60,7 +60,8 @@ def config_with_render_record(cfg: TilerConfig, render: Mapping[str, Any] | None
     """
     if cfg.render != "model" or not render:
         return cfg
-    fields = {k: float(v) for k, v in render.items() if k in RENDER_RECORD_KEYS}
+    fields: dict[str, Any] = {k: float(v) for k, v in render.items()
+                              if k in RENDER_RECORD_KEYS}
     return dataclasses.replace(cfg, **fields)
 
 
