@@ -8,10 +8,12 @@ out of range), ``FileNotFoundError``/``PermissionError`` (exit 1) for what the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sar_atd_training.errors import UsageError
 
@@ -137,3 +139,30 @@ def add_box_options(parser) -> None:
     parser.add_argument("--tta", default="", metavar="VIEWS",
                         help="test-time views fused by weighted box fusion, e.g. "
                              "identity,mirror (one inference per view; default off)")
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``sar-atd train <model>`` commands that run a recipe YAML.
+
+    ``--bank``, ``--steps`` and ``--device`` override the recipe (see
+    :func:`apply_recipe_overrides`).
+    """
+    parser.add_argument("--config", type=Path, required=True, help="recipe YAML")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--bank", default=None,
+                        help="signature bank folder (overrides data.bank)")
+    parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
+    parser.add_argument("--device", default=None, help="override the recipe's device")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def apply_recipe_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """``cfg`` (a recipe dataclass with ``data.bank``, ``steps``, ``device``) with the
+    command line's ``--bank``/``--steps``/``--device`` in place of the recipe's."""
+    if args.bank:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bank=str(args.bank)))
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.device:
+        cfg = dataclasses.replace(cfg, device=args.device)
+    return cfg

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sar_atd.config import ConfigError, from_dict, load_yaml, to_dict
+from sar_atd_training.cliutil import add_recipe_args, apply_recipe_overrides
 from sar_atd_training.segmentation.data import VignetteConfig, augment, generate_vignettes
 from sar_atd_training.segmentation.metrics import confusion, summarise
 from sar_atd_training.segmentation.model import CLASS_NAMES, UNet, UNetConfig, save_segmenter
@@ -225,24 +226,12 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="recipe YAML")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--bank", default=None, help="signature bank folder (overrides data.bank)")
-    p.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
-    p.add_argument("--device", default=None, help="override the recipe's device")
-    p.add_argument("--no-progress", action="store_true")
+    add_recipe_args(p)
 
 
 def main(args: argparse.Namespace) -> int:
-    import dataclasses
-
     cfg = load_segmenter_config(args.config)
-    if args.bank:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bank=str(args.bank)))
-    if args.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
-    if args.device:
-        cfg = dataclasses.replace(cfg, device=args.device)
+    cfg = apply_recipe_overrides(cfg, args)
     rec = train_segmenter(cfg, args.out, progress=not args.no_progress)
     v = rec["synthetic_validation"]["pooled"]
     print(f"segmenter: {args.out / 'segmenter.pt'} ({rec['steps']} steps, "

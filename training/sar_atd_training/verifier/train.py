@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from sar_atd.config import ConfigError, from_dict, load_yaml, to_dict
+from sar_atd_training.cliutil import add_recipe_args, apply_recipe_overrides
 from sar_atd_training.verifier.data import (
     KINDS,
     SamplePool,
@@ -267,22 +268,12 @@ def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = T
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="recipe YAML")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--bank", default=None, help="signature bank folder (overrides data.bank)")
-    p.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
-    p.add_argument("--device", default=None, help="override the recipe's device")
-    p.add_argument("--no-progress", action="store_true")
+    add_recipe_args(p)
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_verifier_config(args.config)
-    if args.bank:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, bank=str(args.bank)))
-    if args.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
-    if args.device:
-        cfg = dataclasses.replace(cfg, device=args.device)
+    cfg = apply_recipe_overrides(cfg, args)
     rec = train_verifier(cfg, args.out, progress=not args.no_progress)
     v = rec["synthetic_validation_jittered"]
     kept = {k: (round(x, 3) if x is not None else None)
