@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from sar_atd.config import ConfigError, from_dict, load_yaml, to_dict
-from sar_atd_training.cliutil import add_recipe_args, apply_recipe_overrides
+from sar_atd_training.cliutil import apply_recipe_overrides
 from sar_atd_training.segmentation.data import VignetteConfig, augment, generate_vignettes
 from sar_atd_training.segmentation.metrics import confusion, summarise
 from sar_atd_training.segmentation.model import CLASS_NAMES, UNet, UNetConfig, save_segmenter
+from sar_atd_training.trainer.record import loss_summary
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,7 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
                            "cuda": torch.cuda.get_device_name(0)
                            if dev.type == "cuda" else None},
               "torch": str(torch.__version__), "label_shares": frac.tolist(),
-              "loss_first_50": float(np.mean(losses[:50])),
-              "loss_last_50": float(np.mean(losses[-50:])),
-              "loss_curve": [float(np.mean(losses[i:i + 10]))
-                             for i in range(0, len(losses), 10)],
+              **loss_summary(losses),
               "synthetic_validation": val}
     model.cpu()
     save_segmenter(out / "segmenter.pt", model, {"record": {k: v for k, v in record.items()
@@ -223,10 +221,6 @@ def train_segmenter(cfg: SegmenterConfig, out: str | Path, progress: bool = True
                    window=cfg.data.overlay.image_size)
     atomic_write_json(out / "record.json", record)
     return record
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    add_recipe_args(p)
 
 
 def main(args: argparse.Namespace) -> int:

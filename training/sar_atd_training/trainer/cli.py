@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sar_atd_training.cliutil import add_recipe_args
+
 
 def _detector(args: argparse.Namespace) -> int:
     from sar_atd_training.trainer.train import main
@@ -31,22 +33,10 @@ def _record(args: argparse.Namespace) -> int:
     return main(args)
 
 
-def _segmenter_args(p: argparse.ArgumentParser) -> None:
-    from sar_atd_training.segmentation.train import add_args
-
-    add_args(p)
-
-
 def _segmenter(args: argparse.Namespace) -> int:
     from sar_atd_training.segmentation.train import main
 
     return main(args)
-
-
-def _verifier_args(p: argparse.ArgumentParser) -> None:
-    from sar_atd_training.verifier.train import add_args
-
-    add_args(p)
 
 
 def _verifier(args: argparse.Namespace) -> int:
@@ -61,9 +51,9 @@ TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "record": ("write a run's training record (JSON + loss/validation plot) for release",
                _record_args, _record),
     "segmenter": ("train the target/shadow U-Net segmenter on synthetic vignettes",
-                  _segmenter_args, _segmenter),
+                  add_recipe_args, _segmenter),
     "verifier": ("train the second-stage target verifier (vehicle vs trees, houses, "
-                 "clutter) on synthetic crops", _verifier_args, _verifier),
+                 "clutter) on synthetic crops", add_recipe_args, _verifier),
 }
 
 

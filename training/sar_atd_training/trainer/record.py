@@ -99,3 +99,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder of sar-atd train detector")
     p.add_argument("--out", type=Path, required=True,
                    help="output prefix: writes PREFIX_record.json and PREFIX_loss.png")
+
+
+def loss_summary(losses: list[float]) -> dict[str, Any]:
+    """Mean loss of the first and last 50 steps and the curve of 10-step means (record keys
+    ``loss_first_50``, ``loss_last_50``, ``loss_curve``)."""
+    import numpy as np
+
+    return {"loss_first_50": float(np.mean(losses[:50])),
+            "loss_last_50": float(np.mean(losses[-50:])),
+            "loss_curve": [float(np.mean(losses[i:i + 10]))
+                           for i in range(0, len(losses), 10)]}

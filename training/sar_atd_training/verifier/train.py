@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from sar_atd.config import ConfigError, from_dict, load_yaml, to_dict
-from sar_atd_training.cliutil import add_recipe_args, apply_recipe_overrides
+from sar_atd_training.cliutil import apply_recipe_overrides
+from sar_atd_training.trainer.record import loss_summary
 from sar_atd_training.verifier.data import (
     KINDS,
     SamplePool,
@@ -254,10 +255,7 @@ def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = T
               "hardware": {"platform": platform.platform(), "device": str(dev),
                            "threads": torch.get_num_threads()},
               "torch": str(torch.__version__), "pool": pool.counts(),
-              "loss_first_50": float(np.mean(losses[:50])),
-              "loss_last_50": float(np.mean(losses[-50:])),
-              "loss_curve": [float(np.mean(losses[i:i + 10]))
-                             for i in range(0, len(losses), 10)],
+              **loss_summary(losses),
               "synthetic_validation_jittered": vfig,
               "synthetic_validation_exact_boxes": vexact}
     save_verifier(out / "verifier.pt", net, cfg.crop_size, thr, cfg.rescore,
@@ -265,10 +263,6 @@ def train_verifier(cfg: VerifierTrainConfig, out: str | Path, progress: bool = T
     export_onnx(load_verifier(out / "verifier.pt"), out / "verifier.onnx")
     atomic_write_json(out / "record.json", record)
     return record
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    add_recipe_args(p)
 
 
 def main(args: argparse.Namespace) -> int:

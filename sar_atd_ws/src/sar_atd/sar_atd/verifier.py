@@ -196,14 +196,14 @@ def export_onnx(verifier: Verifier, path: str | Path, opset: int = 17) -> Path:
 class _OrtNet:
     """An ONNX Runtime session behind the network's call: (N, 2, S, S) tensor -> (N,) logits."""
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
+    def __init__(self, ort: Any) -> None:
+        self.ort = ort
 
     def eval(self) -> _OrtNet:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(["logits"], {"crops": x.numpy().astype(np.float32)})[0]
+        out = self.ort.run(["logits"], {"crops": x.numpy().astype(np.float32)})[0]
         return torch.from_numpy(np.asarray(out, np.float32).reshape(-1))
 
 
