@@ -2,9 +2,13 @@
 
     python -m benchmarks.bench_verifier --verifier V [--verifier V2 ...]
         [--detector models/default.pt] [--ood DIR] [--patchwork DIR]
-        [--real-in-background DIR] [--no-cfar] [--n N]
+        [--real-in-background DIR] [--real-patchworks [--n-dev 200] [--n-heldback 100]]
+        [--no-cfar] [--n N] [--cache FILE]
 
-Sets are folders written by ``sar-atd testset build`` (any subset). The detector runs once
+Sets are folders written by ``sar-atd testset build`` (any subset) and, with
+``--real-patchworks``, the real-patchwork sets of ``bench_box_default`` built in memory:
+``dev patchworks`` (all chips) and ``held-back patchworks`` (the held-back 20 % of the
+chips, never used for choices), seed 0. The detector runs once
 per set; each verifier then re-checks the same detections (``sar_atd.verifier``: detections
 with p(vehicle) below the verifier's threshold are dropped, kept scores unchanged), so rows
 differ only by the verifier. Printed per row:
@@ -20,6 +24,10 @@ differ only by the verifier. Printed per row:
 * the OOD AP25 per OOD kind (``tree``, ``house``): that kind's objects as the positives,
   detections on the other kind left out of the ranking (they are neither kind's hit nor a
   target's miss), so that a verifier trained without one kind shows how it does on it.
+
+``--cache FILE`` keeps the detector's detections between runs (a pickle keyed by detector,
+set, folder and image count), so that verifiers trained later are compared on the same
+detections without running the detector again.
 
 Also the verifier's CPU time per crop (median over the OOD set's images, crops of one image
 per call, 1 thread). Exits 0 with a SKIPPED line when no verifier or no set is given.
@@ -141,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="real-in-background test-set folder")
     parser.add_argument("--n", type=int, default=0, help="first N images of each set (0: all)")
     parser.add_argument("--no-cfar", action="store_true", help="skip the CA-CFAR baseline")
+    parser.add_argument("--real-patchworks", action="store_true",
+                        help="also the real dev and held-back patchworks (built in memory)")
+    parser.add_argument("--n-dev", type=int, default=200, help="dev patchworks (default 200)")
+    parser.add_argument("--n-heldback", type=int, default=100,
+                        help="held-back patchworks (default 100)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="FILE",
+                        help="detections kept between runs (pickle; created if missing)")
     args = parser.parse_args(argv)
     sets = {k: v for k, v in (("ood", args.ood), ("patchwork", args.patchwork),
                               ("real-in-background", args.real_in_background)) if v}
-    if not args.verifier or not sets:
+    if not args.verifier or not (sets or args.real_patchworks):
         print("SKIPPED: give --verifier V (sar-atd train verifier) and at least one test set "
               "(--ood / --patchwork / --real-in-background; sar-atd testset build)")
         return 0
@@ -153,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{k} {v}: no annotations.json there (sar-atd testset build)")
     if args.ood is not None and not (args.ood / "ood.json").is_file():
         parser.error(f"--ood {args.ood}: no ood.json there (sar-atd testset build ood)")
-    if args.n < 0:
-        parser.error("--n must be >= 0")
+    if args.n < 0 or args.n_dev < 1 or args.n_heldback < 1:
+        parser.error("--n must be >= 0, --n-dev and --n-heldback >= 1")
     import torch
 
     from sar_atd.errors import SarAtdError
@@ -169,12 +184,53 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     data = {}
+    where: dict[str, str] = {}
     for k, v in sets.items():
         images, _ = load_eval_dataset(v)
         data[k] = images[:args.n] if args.n else images
-    rows = run_rows(args.detector, verifiers, data, args.ood, not args.no_cfar)
+        where[k] = str(Path(v).resolve())
+    if args.real_patchworks:
+        from benchmarks.common import patchwork_sets, real_chips_or_none
+
+        chips = real_chips_or_none()
+        if chips is not None:
+            pw = patchwork_sets(chips, argparse.Namespace(n=args.n_dev, n_heldback=args.n_heldback,
+                                                          n_stretch=1, seed=0))
+            data["dev patchworks"], data["held-back patchworks"] = pw["dev"], pw["held-back"]
+            where["dev patchworks"] = where["held-back patchworks"] = f"{chips} seed 0"
+    if not data:
+        return 0
+    cache = load_cache(args.cache)
+    keys = {k: (k, where[k], len(images)) for k, images in data.items()}
+    cached = {(spec, k): cache[(spec, *keys[k])] for spec in ("cfar", args.detector)
+              for k in data if (spec, *keys[k]) in cache}
+    rows = run_rows(args.detector, verifiers, data, args.ood, not args.no_cfar, cached)
+    if args.cache is not None:
+        for (spec, k), preds in cached.items():
+            cache[(spec, *keys[k])] = preds
+        save_cache(args.cache, cache)
     print_table(rows, list(data))
     return 0
+
+
+def load_cache(path: Path | None) -> dict:
+    """Detections kept by an earlier run (empty without a file)."""
+    import pickle
+
+    if path is None or not path.is_file():
+        return {}
+    with open(path, "rb") as f:
+        return dict(pickle.load(f))
+
+
+def save_cache(path: Path, cache: dict) -> None:
+    """Write the detections (atomically)."""
+    import pickle
+
+    from sar_atd.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(cache, f)
 
 
 def run_rows(detector: str, verifiers: Sequence[tuple[str, Any]], data: dict[str, list],
@@ -183,7 +239,7 @@ def run_rows(detector: str, verifiers: Sequence[tuple[str, Any]], data: dict[str
     """Rows of the table: CA-CFAR (optional), the detector, the detector + each verifier.
 
     ``cached``: detections already computed with ``resolve_detector(spec)`` and the same
-    images, keyed (spec, set kind); missing ones are computed here.
+    images, keyed (spec, set kind); missing ones are computed here and added to it.
     """
     from sar_atd.metrics import evaluate
     from sar_atd.runtime import resolve_detector
@@ -197,7 +253,7 @@ def run_rows(detector: str, verifiers: Sequence[tuple[str, Any]], data: dict[str
         kd = ood_kinds(ood_folder)
         ood_boxes = [by[it.name] for it in data["ood"]]
         kinds = [kd[it.name] for it in data["ood"]]
-    cached = dict(cached or {})
+    cached = cached if cached is not None else {}
     rows: list[dict[str, Any]] = []
     for spec in (["cfar"] if cfar else []) + [detector]:
         det, _ = resolve_detector(spec)

@@ -248,3 +248,107 @@ def test_onnx_export_matches_torch_and_refuses_junk(tmp_path) -> None:
     bad.write_bytes(b"junk")
     with pytest.raises(VerifierError, match="unreadable"):
         load_verifier(bad)
+
+
+def test_detections_are_labelled_by_the_object_they_hit() -> None:
+    """Hand case: a detection on the target, one on the tree (centre inside, low IoU), one
+    on nothing (a clutter entry of the ground truth does not count), one with its centre in
+    both the target and the overlapping house (ambiguous: -1)."""
+    from sar_atd_training.verifier.data import KINDS, label_detections
+
+    gt = np.array([[0, 0, 10, 10], [20, 0, 40, 20], [6, 6, 16, 16], [0, 30, 10, 40]],
+                  np.float32)
+    kinds = np.array([KINDS.index(k) for k in ("target", "tree", "house", "clutter")])
+    det = np.array([[-1, -1, 9, 9], [28, 8, 32, 12], [0, 30, 10, 40], [5, 5, 13, 13]],
+                   np.float32)
+    lab = label_detections(det, gt, kinds, 0.25)
+    assert lab.tolist() == [KINDS.index("target"), KINDS.index("tree"),
+                            KINDS.index("clutter"), -1]
+    assert label_detections(np.zeros((0, 4)), gt, kinds).shape == (0,)
+
+
+def test_batches_mix_detector_and_jittered_boxes() -> None:
+    """draw_batch takes detector_share of each part from detector boxes; crops_of jitters
+    ground-truth boxes only (a detector box's crop is its exact window)."""
+    from sar_atd_training.verifier.data import SamplePool, VerifierDataConfig, crops_of
+    from sar_atd_training.verifier.train import VerifierTrainConfig, draw_batch
+
+    img = _image(64, 64)[None]
+    n = 40
+    kinds = np.repeat([0, 1, 2, 3], 10)
+    scores = np.where(np.arange(n) % 2 == 0, 0.5, np.nan).astype(np.float32)
+    boxes = np.tile(np.array([[20, 20, 40, 40]], np.float32), (n, 1))
+    pool = SamplePool(img, np.zeros(n, np.int64), boxes, kinds, scores)
+    cfg = VerifierTrainConfig(data=VerifierDataConfig(hflip_prob=0.0, detector="cfar"),
+                              batch_size=32,
+                              detector_share=0.75, ood_share=0.5)
+    sel = draw_batch(pool, cfg, np.random.default_rng(0))
+    assert len(sel) == 32 and (kinds[sel] == 0).sum() == 16
+    assert pool.from_detector[sel[kinds[sel] == 0]].sum() == 12
+    c, _ = crops_of(pool, np.arange(n), 16, cfg.data, np.random.default_rng(1))
+    exact, _ = extract_crops(img[0], boxes[:1], 16)
+    det = pool.from_detector
+    assert (c[det] == exact[0]).all() and not (c[~det] == exact[0]).all(axis=(1, 2)).all()
+    from sar_atd.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.detector"):
+        VerifierTrainConfig(threshold_rule="detector")
+
+
+@pytest.mark.slow
+def test_training_with_detector_boxes_and_the_detector_rule(tmp_path, monkeypatch) -> None:
+    """A few steps with CA-CFAR as the mined detector (scores unbounded: rule_min_score
+    0): detector samples join the pool, the threshold comes from their target boxes, and
+    the pool cache is reused by a second run."""
+    from sar_atd_training.overlay.pipeline import OverlayConfig
+    from sar_atd_training.overlay.toybank import make_toy_bank
+    from sar_atd_training.verifier.data import VerifierDataConfig
+    from sar_atd_training.verifier.train import VerifierTrainConfig, train_verifier
+
+    data = VerifierDataConfig(split_seed=None, generated_backgrounds=1,
+                              background_size=(256, 256), images=4, val_images=3,
+                              generation_batch=3, clutter_per_image=1, detector="cfar",
+                              detector_images=2,
+                              overlay=OverlayConfig(image_size=224, targets_per_image=(2, 2),
+                                                    ood_per_image=(1, 1),
+                                                    return_masks=False))
+    cfg = VerifierTrainConfig(data=data, crop_size=32, channels=(4, 4, 4, 4), steps=4,
+                              batch_size=16, detector_share=0.5, threshold_rule="detector",
+                              rule_min_score=0.0, max_threshold=1.0, log_interval=2)
+    cache = tmp_path / "pools.npz"
+    rec = train_verifier(cfg, tmp_path / "run", progress=False,
+                         bank=make_toy_bank(azimuths_deg=(0.0, 90.0), ood=True),
+                         pool_cache=cache)
+    vd = rec["synthetic_validation_detector_boxes"]
+    assert vd is not None and vd["at_stored_threshold"]["rule_boxes"] > 0
+    assert rec["threshold"] == pytest.approx(vd["threshold_by_rule"])
+    assert load_verifier(tmp_path / "run" / "verifier.pt").threshold == rec["threshold"]
+    # the cached pools serve a recipe differing only in training settings (no bank given:
+    # a fresh draw would use another toy bank), and refuse another data recipe
+    import sar_atd_training.verifier.train as vt
+
+    def no_draw(*a, **k):
+        raise AssertionError("pools drawn again despite the cache")
+
+    monkeypatch.setattr(vt, "generate_pool", no_draw)
+    rec2 = train_verifier(dataclasses.replace(cfg, steps=2), tmp_path / "run2",
+                          progress=False, pool_cache=cache)
+    assert rec2["pool"] == rec["pool"]
+    from sar_atd.errors import ConfigError
+    with pytest.raises(ConfigError, match="another data recipe"):
+        train_verifier(dataclasses.replace(cfg, data=dataclasses.replace(data, images=5)),
+                       tmp_path / "run3", progress=False, pool_cache=cache)
+
+
+def test_bench_detection_cache_round_trip(tmp_path, capsys) -> None:
+    """bench_verifier's --cache: detections written and read back unchanged; no file is an
+    empty cache; no verifier or set is a SKIPPED line (exit 0)."""
+    from benchmarks.bench_verifier import load_cache, main, save_cache
+
+    path = tmp_path / "det.pkl"
+    assert load_cache(path) == {} and load_cache(None) == {}
+    d = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32))
+    save_cache(path, {("m.pt", "ood", "/x", 1): [d]})
+    back = load_cache(path)[("m.pt", "ood", "/x", 1)][0]
+    np.testing.assert_array_equal(back.boxes, d.boxes)
+    np.testing.assert_array_equal(back.scores, d.scores)
+    assert main(["--real-patchworks"]) == 0 and "SKIPPED" in capsys.readouterr().out

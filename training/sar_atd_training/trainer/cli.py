@@ -45,6 +45,12 @@ def _verifier(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _verifier_args(parser: argparse.ArgumentParser) -> None:
+    from sar_atd_training.verifier.train import add_args
+
+    add_args(parser)
+
+
 TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
                  _detector_args, _detector),
@@ -53,7 +59,7 @@ TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "segmenter": ("train the target/shadow U-Net segmenter on synthetic vignettes",
                   add_recipe_args, _segmenter),
     "verifier": ("train the second-stage target verifier (vehicle vs trees, houses, "
-                 "clutter) on synthetic crops", add_recipe_args, _verifier),
+                 "clutter) on synthetic crops", _verifier_args, _verifier),
 }
 
 

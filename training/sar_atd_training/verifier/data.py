@@ -11,7 +11,11 @@ an unseen kind). Backgrounds are generated clutter scenes from ``background_seed
 sets use seed 1000 and up).
 
 A pool of images is drawn once; training crops are cut from it with a random box jitter
-(the detector's boxes are not the ground truth) and a cross-range mirror.
+(the detector's boxes are not the ground truth) and a cross-range mirror. With
+``detector`` set, the detector's own detections on the same images (down to its score
+floor) are added as samples labelled by what they hit (:func:`label_detections`): the crop
+distribution the verifier sees at test time, hard negatives on trees, houses and clutter
+included; these boxes are used as they are (mirror only, no jitter).
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class VerifierDataConfig:
         jitter_scale: (min, max) box side scale (uniform, per side).
         hflip_prob: probability of a cross-range mirror of a crop.
         overlay: overlay-pipeline randomisation (the detector recipe's).
+        detector: model file whose detections on the pool images become extra samples
+            (None: ground-truth boxes only).
+        detector_iou: IoU at which a detection hits an object (or its centre inside it),
+            as the OOD scores count hits.
+        detector_images: pool images the detector runs on (the first ones; None: all;
+            validation images: all).
     """
 
     bank: str | None = None
@@ -78,6 +88,9 @@ class VerifierDataConfig:
     jitter_scale: tuple[float, float] = (0.7, 1.3)
     hflip_prob: float = 0.5
     overlay: OverlayConfig = field(default_factory=_default_overlay)
+    detector: str | None = None
+    detector_iou: float = 0.25
+    detector_images: int | None = None
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.exclude_ood_kinds) - {"tree", "house"})
@@ -104,12 +117,22 @@ class SamplePool:
         image_index: int64 (N,) image of each sample.
         boxes: float32 (N, 4) xyxy boxes (pixel edges) before jitter.
         kinds: int64 (N,) index into :data:`KINDS`.
+        scores: float32 (N,) detector score of detector boxes, NaN for ground-truth boxes
+            (None: all ground truth).
     """
 
     images: np.ndarray
     image_index: np.ndarray
     boxes: np.ndarray
     kinds: np.ndarray
+    scores: np.ndarray | None = None
+
+    @property
+    def from_detector(self) -> np.ndarray:
+        """bool (N,): the sample is a detector box (used without jitter)."""
+        if self.scores is None:
+            return np.zeros(len(self.kinds), bool)
+        return np.isfinite(self.scores)
 
     @property
     def labels(self) -> np.ndarray:
@@ -235,6 +258,69 @@ def generate_pool(cfg: VerifierDataConfig, n_images: int, seed: int, pipeline: A
                       kinds=np.asarray(kinds, np.int64))
 
 
+def label_detections(det_boxes: np.ndarray, gt_boxes: np.ndarray, gt_kinds: np.ndarray,
+                     iou_threshold: float = 0.25) -> np.ndarray:
+    """Kind of each detection by the placed object it hits.
+
+    Args:
+        det_boxes: float (N, 4) detection boxes.
+        gt_boxes: float (M, 4) placed-object boxes (targets, trees, houses; clutter entries
+            are ignored).
+        gt_kinds: int (M,) index into :data:`KINDS` of each placed object.
+        iou_threshold: a hit is IoU >= it or the detection centre inside the object.
+
+    Returns:
+        int64 (N,): 'target' if it hits a target and no OOD object, the OOD kind if it hits
+        OOD objects of one kind and no target, 'clutter' if it hits nothing, -1 if it hits
+        objects of several kinds (ambiguous: left out).
+    """
+    from sar_atd_training.testsets.ood import hits
+
+    d = np.asarray(det_boxes, np.float32).reshape(-1, 4)
+    g = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    k = np.asarray(gt_kinds, np.int64).reshape(-1)
+    out = np.full(len(d), KINDS.index("clutter"), np.int64)
+    hit_kinds = [(i, hits(d, g[k == i], iou_threshold)) for i in range(len(KINDS))
+                 if KINDS[i] != "clutter" and (k == i).any()]
+    n_hit = np.zeros(len(d), np.int64)
+    for i, h in hit_kinds:
+        out[h] = i
+        n_hit += h
+    out[n_hit > 1] = -1
+    return out
+
+
+def detector_pool(pool: SamplePool, detector: Any, iou_threshold: float = 0.25,
+                  progress: bool = False, max_images: int | None = None) -> SamplePool:
+    """``pool`` plus the detector's detections on its first ``max_images`` images (None:
+    all), labelled by :func:`label_detections` (ambiguous ones left out), with their
+    scores."""
+    from tqdm import tqdm
+
+    idx, boxes, kinds, scores = [], [], [], []
+    clutter = KINDS.index("clutter")
+    n_img = len(pool.images) if max_images is None else min(max_images, len(pool.images))
+    for m in tqdm(range(n_img), desc="detector boxes", disable=not progress,
+                  leave=False):
+        det = detector.detect(pool.images[m])
+        if not len(det):
+            continue
+        own = (pool.image_index == m) & (pool.kinds != clutter)
+        lab = label_detections(det.boxes, pool.boxes[own], pool.kinds[own], iou_threshold)
+        ok = lab >= 0
+        idx.append(np.full(int(ok.sum()), m, np.int64))
+        boxes.append(det.boxes[ok])
+        kinds.append(lab[ok])
+        scores.append(det.scores[ok])
+    base = pool.scores if pool.scores is not None else np.full(len(pool.kinds), np.nan,
+                                                                np.float32)
+    return SamplePool(images=pool.images,
+                      image_index=np.concatenate([pool.image_index, *idx]),
+                      boxes=np.concatenate([pool.boxes, *boxes]).astype(np.float32),
+                      kinds=np.concatenate([pool.kinds, *kinds]),
+                      scores=np.concatenate([base, *scores]).astype(np.float32))
+
+
 def jitter_boxes(boxes: np.ndarray, cfg: VerifierDataConfig, rng: np.random.Generator
                  ) -> np.ndarray:
     """Random centre shift and side scale per box, the same law for every kind (a kind-
@@ -253,12 +339,15 @@ def jitter_boxes(boxes: np.ndarray, cfg: VerifierDataConfig, rng: np.random.Gene
 def crops_of(pool: SamplePool, sel: np.ndarray, crop_size: int, cfg: VerifierDataConfig,
              rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (B, S, S) crops and masks of pool samples ``sel``; with ``rng``: jittered
-    boxes and random cross-range mirrors (training), else the boxes as they are."""
+    ground-truth boxes (detector boxes as they are) and random cross-range mirrors
+    (training), else the boxes as they are."""
     from sar_atd.verifier import extract_crops
 
     boxes = pool.boxes[sel]
     if rng is not None:
-        boxes = jitter_boxes(boxes, cfg, rng)
+        jit = jitter_boxes(boxes, cfg, rng)
+        gt = ~pool.from_detector[sel]
+        boxes = np.where(gt[:, None], jit, boxes)
     crops = np.empty((len(sel), crop_size, crop_size), np.uint8)
     masks = np.empty_like(crops)
     img_of = pool.image_index[sel]
