@@ -47,6 +47,7 @@ are then statistically, not bitwise, equal).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -59,6 +60,7 @@ from sar_atd.config import check_range
 from sar_atd.errors import ConfigError, SarAtdError
 from sar_atd.sar.lut import power_law_render
 from sar_atd.sar.sensor import SensorConfig, apply_sensor_function, noise_power_gain
+from sar_atd_training.simulator.models import DEFAULT_OOD_KINDS
 
 LOG = logging.getLogger(__name__)
 
@@ -135,7 +137,8 @@ class OverlayConfig:
     targets_per_image: tuple[int, int] = (1, 3)
     """Number of targets per image (inclusive)."""
     ood_per_image: tuple[int, int] = (0, 0)
-    """Number of OOD objects (bank records of kind 'tree'/'house') per image; they get no box."""
+    """Number of OOD objects (bank records of the kinds ``ood_kinds``) per image; they get no
+    box."""
     range_res_m: tuple[float, float] = (0.28, 0.45)
     """Range resolution per target (m); MSTAR: 0.3047. Finest allowed ~0.241 (grid Nyquist)."""
     xrange_res_m: tuple[float, float] = (0.28, 0.45)
@@ -183,6 +186,11 @@ class OverlayConfig:
     """Target classes to use (empty: all)."""
     depressions_deg: tuple[float, ...] = ()
     """Depressions to use (empty: all)."""
+    ood_kinds: tuple[str, ...] = ()
+    """OOD object kinds placed when ``ood_per_image`` > 0 (``simulator.models.OBJECT_NAMES``:
+    tree, house, container, wall, lamp_posts). Empty: tree and house, whichever the bank
+    holds (what recipes meant before the man-made clutter kinds existed); named kinds must
+    each be in the bank."""
     return_masks: bool = True
     """Return per-target visible masks (N, H, W) bool (debugging, segmentation labels)."""
 
@@ -232,6 +240,13 @@ class OverlayConfig:
                                   f"{getattr(self, name)}")
         if self.max_placement_tries < 1:
             raise ConfigError("OverlayConfig.max_placement_tries must be >= 1")
+        if self.ood_kinds:
+            from sar_atd_training.simulator.models import check_object_kinds
+
+            try:
+                check_object_kinds(self.ood_kinds, "OverlayConfig.ood_kinds")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
 
 
 @dataclass
@@ -330,6 +345,32 @@ def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- pipeline
+def ood_records(bank: BankLike, kinds: Sequence[str] = (),
+                among: np.ndarray | None = None) -> np.ndarray:
+    """int64 indices of the bank's OOD records of ``kinds`` (optionally only those in
+    ``among``), kind after kind in the order of ``kinds``, each kind in bank order.
+
+    Empty ``kinds``: tree and house, whichever the bank holds. Named kinds must each be in
+    the bank (in ``among`` when given).
+
+    Raises:
+        OverlayDataError: a named kind has no record, naming the kind and the fix.
+    """
+    sel = [np.asarray(bank.select(kind=k), np.int64) for k in (kinds or DEFAULT_OOD_KINDS)]
+    if among is not None:
+        keep = np.asarray(among, np.int64)
+        sel = [s[np.isin(s, keep)] for s in sel]
+    for k, s in zip(kinds, sel):
+        if s.size == 0:
+            where = getattr(bank, "path", None)
+            raise OverlayDataError(
+                f"the signature bank {where or ''} has no {k!r} records"
+                f"{' among those allowed here' if among is not None else ''}: add the OOD "
+                f"object with `sar-atd simulate --out {where or 'BANK'} --add-objects {k}`"
+                " (or leave the kind out)")
+    return np.concatenate(sel) if sel else np.zeros(0, np.int64)
+
+
 class OverlayPipeline:
     """Generate training images by overlaying bank signatures on background crops.
 
@@ -341,7 +382,8 @@ class OverlayPipeline:
         device: where the maths runs ('cpu', 'cuda', ...).
         record_indices: bank records usable as targets (e.g. a split's training pairs);
             default: every 'target' record matching ``config.classes``/``depressions_deg``.
-        ood_indices: records usable as OOD objects; default every 'tree'/'house' record.
+        ood_indices: records usable as OOD objects; default every record of
+            ``config.ood_kinds`` (see :func:`ood_records`).
         sensor: pixel spacing and window (MSTAR by default).
 
     Raises:
@@ -366,14 +408,16 @@ class OverlayPipeline:
             record_indices = bank.select(kind="target", classes=classes, depressions=deps)
         self.target_idx = np.asarray(record_indices, np.int64)
         if ood_indices is None:
-            ood_indices = np.concatenate([bank.select(kind="tree"), bank.select(kind="house")])
+            ood_indices = ood_records(bank, config.ood_kinds)
         self.ood_idx = np.asarray(ood_indices, np.int64)
         if config.targets_per_image[1] > 0 and self.target_idx.size == 0:
             raise OverlayDataError(
                 f"no target records in the bank match classes={classes}, depressions={deps} "
                 f"(bank of {len(bank)} records)")
         if config.ood_per_image[1] > 0 and self.ood_idx.size == 0:
-            raise OverlayDataError("ood_per_image > 0 but the bank has no 'tree'/'house' records")
+            kinds = config.ood_kinds or DEFAULT_OOD_KINDS
+            raise OverlayDataError(f"ood_per_image > 0 but the bank has no "
+                                   f"{'/'.join(repr(k) for k in kinds)} records")
         first = int(self.target_idx[0] if self.target_idx.size else self.ood_idx[0])
         self.chip = tuple(np.asarray(bank.signature(first)).shape)
         if len(self.chip) != 2:

@@ -1,19 +1,23 @@
 """Train/test splits per the paper's Table 1: backgrounds and signature pairs.
 
 Signature pairs are split by **azimuth sectors**, per class: the circle is cut into sectors of
-``sector_deg``; for every class (including OOD 'tree'/'house' classes) a random
-``test_fraction`` of its occupied sectors goes to test, with every depression. So an azimuth
-of a class used in test is never seen in training (at any depression), and every class is in
-both sets. With the paper's bank (10 classes x 720 azimuths (0.5 deg) x 3 depressions = 21,600
-pairs), ``sector_deg=6`` and ``test_fraction=0.1`` give 6 of 60 sectors per class: 2,160 test
-and 19,440 training pairs, as in Table 1. Backgrounds are split at random (default 1/9 test:
-the paper's 160/20). A JSON manifest (:meth:`Split.save`) makes the split reproducible.
+``sector_deg``; for every class (including the OOD object classes) a random
+``test_fraction`` of its occupied sectors goes to test, with every depression. The targets,
+trees and houses draw from one random stream (as before other OOD kinds existed) and every
+other OOD kind from its own, so a bank that gains OOD kinds keeps the split of the others.
+So an azimuth of a class used in test is never seen in training (at any depression), and
+every class is in both sets. With the paper's bank (10 classes x 720 azimuths (0.5 deg) x 3
+depressions = 21,600 pairs), ``sector_deg=6`` and ``test_fraction=0.1`` give 6 of 60
+sectors per class: 2,160 test and 19,440 training pairs, as in Table 1. Backgrounds are
+split at random (default 1/9 test: the paper's 160/20). A JSON manifest
+(:meth:`Split.save`) makes the split reproducible.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ import numpy as np
 from sar_atd.errors import ConfigError
 
 MANIFEST_VERSION = 1
+_SHARED_STREAM_KINDS = ("target", "tree", "house")
+"""Record kinds whose sectors are drawn from the split's main random stream."""
 
 
 @dataclass
@@ -137,13 +143,16 @@ def make_split(bank: Any, seed: int = 0, *, backgrounds: Sequence[str] | None = 
     is_test = np.zeros(len(keys), bool)
     test_sectors: dict[str, list[int]] = {}
     for kind, cls in classes:
+        # kinds besides target/tree/house: an own stream, the others' draws stay unchanged
+        draw = rng if kind in _SHARED_STREAM_KINDS else np.random.default_rng(
+            np.random.SeedSequence([int(seed), 0x5B1, zlib.crc32(kind.encode())]))
         idx = np.array([i for i, k in enumerate(keys) if k[0] == kind and k[1] == cls])
         occupied = np.unique(sectors[idx])
         if occupied.size < 2:
             raise ConfigError(f"class {cls!r} ({kind}) has azimuths in a single "
                               f"{sector_deg} deg sector: it cannot be in both train and test")
         n_test = min(occupied.size - 1, max(1, int(round(test_fraction * occupied.size))))
-        chosen = np.sort(rng.choice(occupied, n_test, replace=False))
+        chosen = np.sort(draw.choice(occupied, n_test, replace=False))
         test_sectors[cls] = chosen.tolist()
         is_test[idx] = np.isin(sectors[idx], chosen)
     names = list(backgrounds or [])

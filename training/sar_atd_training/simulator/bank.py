@@ -59,7 +59,7 @@ _SUFFIX = {"signature": ".sig.npy", "shadow": ".shadow.npy", "support": ".suppor
 class SignatureRecord:
     """Metadata of one bank entry."""
 
-    kind: str  # 'target' | 'tree' | 'house'
+    kind: str  # 'target' or the OOD object's name ('tree', 'house', 'container', ...)
     class_name: str
     azimuth_deg: float
     depression_deg: float
@@ -80,7 +80,8 @@ class BankConfig:
         classes: target classes (MSTAR folder names).
         azimuth_step_deg: target azimuth step (deg), azimuths ``0, step, ..., < 360``.
         depressions_deg: target depressions (deg).
-        objects: out-of-distribution objects ('tree', 'house').
+        objects: out-of-distribution objects (``models.OBJECT_NAMES``); the default keeps the
+            two of banks written before the man-made clutter kinds existed.
         object_azimuths_deg: (start, stop, step) of object azimuths, stop included.
         object_depression_deg: object depression (deg).
         seed: base seed; each entry's seed derives from it and the entry's indices.
@@ -107,9 +108,12 @@ class BankConfig:
         for c in self.classes:
             if c not in MSTAR_CLASSES:
                 raise ValueError(f"unknown class {c!r}: expected some of {MSTAR_CLASSES}")
+        from sar_atd_training.simulator.models import OBJECT_NAMES
+
         for o in self.objects:
-            if o not in ("tree", "house"):
-                raise ValueError(f"unknown object {o!r}: expected 'tree' or 'house'")
+            if o not in OBJECT_NAMES:
+                raise ValueError(f"unknown object {o!r}: expected some of "
+                                 f"{', '.join(OBJECT_NAMES)}")
         lo, hi = AZIMUTH_STEP_RANGE_DEG
         if not lo <= self.azimuth_step_deg <= hi:
             raise ValueError(f"azimuth step must be in [{lo}, {hi}] degrees, "
@@ -145,6 +149,22 @@ class BankConfig:
                         "class_name": o, "depression_deg": float(self.object_depression_deg),
                         "azimuths_deg": oaz})
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BankConfig:
+        """The config recorded in a manifest (:meth:`to_json`'s output).
+
+        Raises:
+            BankError: keys this version does not know or invalid values.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(data) - names)
+        if bad:
+            raise BankError(f"bank manifest config has unknown keys {bad}")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except (TypeError, ValueError) as err:
+            raise BankError(f"bank manifest config is invalid: {err}") from None
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -273,8 +293,8 @@ def write_bank(out: str | Path, config: BankConfig | None = None, workers: int =
     if mpath.is_file():
         man = _read_manifest(root)
         if man.get("generation") != json.loads(json.dumps(gen)):
-            raise BankError(f"{root} holds a bank generated with a different configuration or "
-                            "simulator version; write to a new folder (or delete it)")
+            config = _with_more_objects(root, man.get("generation"), config)
+            gen = {"config": config.to_json(), "generator": generator_info()}
         for entry in man.get("chunks", []):
             problem = _verify_chunk(root, entry, full=True)
             if problem:
@@ -330,6 +350,48 @@ def write_bank(out: str | Path, config: BankConfig | None = None, workers: int =
             with ctx.Pool(workers, initializer=_init_worker) as pool:
                 consume(pool.imap_unordered(_task_with_key, tasks), bar)
     return mpath
+
+
+def _with_more_objects(root: Path, old_gen: Any, config: BankConfig) -> BankConfig:
+    """``config`` with the bank's objects first when the bank in ``root`` differs from it
+    only by lacking some of its OOD objects: resuming then adds just those objects' chunks
+    (entry seeds do not depend on the other chunks, so they equal a fresh simulation's).
+
+    Raises:
+        BankError: any other difference (other settings or simulator version), or the bank
+            holds objects ``config`` leaves out.
+    """
+    differ = BankError(f"{root} holds a bank generated with a different configuration or "
+                       "simulator version; write to a new folder (or delete it)")
+    if not isinstance(old_gen, dict) or not isinstance(old_gen.get("config"), dict):
+        raise differ
+    old_objects = list(old_gen["config"].get("objects", []))
+    new = json.loads(json.dumps({"config": config.to_json(), "generator": generator_info()}))
+    old = json.loads(json.dumps(old_gen))
+    old["config"]["objects"] = new["config"]["objects"] = []
+    if old != new:
+        raise differ
+    dropped = [o for o in old_objects if o not in config.objects]
+    if dropped:
+        raise BankError(f"{root} holds the OOD objects {old_objects}; this run leaves out "
+                        f"{dropped}: a bank can only gain objects (pass them too, or write "
+                        "to a new folder)")
+    added = [o for o in config.objects if o not in old_objects]
+    LOG.warning("bank %s: adding the OOD objects %s to its %s", root, added, old_objects)
+    return dataclasses.replace(config, objects=tuple(old_objects + added))
+
+
+def read_bank_config(path: str | Path) -> BankConfig:
+    """The :class:`BankConfig` a bank folder was generated with (from its manifest).
+
+    Raises:
+        BankError: no readable manifest or an unknown config.
+    """
+    man = _read_manifest(Path(path))
+    gen = man.get("generation")
+    if not isinstance(gen, dict) or not isinstance(gen.get("config"), dict):
+        raise BankError(f"{Path(path) / MANIFEST}: no generation config")
+    return BankConfig.from_json(gen["config"])
 
 
 def _task_with_key(task: tuple) -> tuple[tuple, Any]:

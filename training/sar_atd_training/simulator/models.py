@@ -1,4 +1,11 @@
-"""3-D models of the ten MSTAR targets and two out-of-distribution objects, from primitives.
+"""3-D models of the ten MSTAR targets and five out-of-distribution objects, from primitives.
+
+The out-of-distribution (OOD) objects are natural and man-made clutter a vehicle detector
+must not fire on: a tree and a house (the kinds the detector's hard negatives and the stock
+verifier train on, :data:`DEFAULT_OOD_KINDS`) and three kinds of bright man-made clutter
+chosen to look like vehicles in SAR (vehicle-sized, steel, strong wall-ground dihedrals or
+point-like returns): a 20 ft shipping container, a free-standing brick wall with piers and
+a row of steel lamp posts (:data:`OBJECT_NAMES`).
 
 Each model is a list of parts (quad sets in the model frame: ``x`` forward, ``y`` left,
 ``z`` up, origin on the ground at the footprint centre) with a joint that articulation moves
@@ -116,6 +123,21 @@ DIMENSIONS: dict[str, Dimensions] = {
     "tree": Dimensions(3.6, 3.6, 5.5, "generic deciduous tree (chosen size)"),
     "house": Dimensions(8.1, 6.1, 4.7, "generic small country house (chosen size): walls "
                         "7.5 m x 5.5 m x 2.5 m, roof overhang 0.3 m, ridge 4.2 m, chimney 4.7 m"),
+    "container": Dimensions(6.058, 2.438, 2.591,
+                            "ISO 668 series 1 freight container type 1CC (20 ft x 8 ft x "
+                            "8 ft 6 in): external 6.058 m x 2.438 m x 2.591 m; corrugated "
+                            "steel walls, double doors at one end, corner castings"),
+    "wall": Dimensions(8.1, 0.44, 1.95,
+                       "approximate: free-standing one-brick (215 mm) garden/boundary wall, "
+                       "1.8 m high, brick piers 440 mm square at 2.6 m centres (typical "
+                       "UK guidance for free-standing walls: piers at <= 3 m centres) and a "
+                       "coping 0.1 m proud; length 8 m chosen (8.1 m over the coping)"),
+    "lamp_posts": Dimensions(7.0, 1.5, 4.0,
+                             "approximate: three 4 m steel street-lighting columns (EN 40-2 "
+                             "nominal height 4 m, residential roads), 140 mm base, 76 mm top, "
+                             "3.2 m apart, each with a lantern on a 0.6 m bracket, and a steel "
+                             "feeder pillar 0.9 m x 0.35 m x 1.1 m beside the first (overall "
+                             "7.0 m x 1.5 m x 4.0 m)"),
 }
 
 
@@ -144,8 +166,8 @@ class Model:
     """A simulator model in its model frame.
 
     Attributes:
-        name: class name (MSTAR folder name, 'tree' or 'house').
-        kind: 'target' | 'tree' | 'house'.
+        name: class name (MSTAR folder name or an OOD object of :data:`OBJECT_NAMES`).
+        kind: 'target', or the OOD object's name ('tree', 'house', 'container', ...).
         parts: rigid parts.
         corners: trihedral corners.
         turret_pivot: (x, y) of the turret's yaw axis (m).
@@ -408,10 +430,74 @@ def _build(name: str) -> Model:
                      "wood", two_sided=False, dihedral_base=0.0)
         return Model(name, "house", [Part("walls", [walls, door] + gables),
                                      Part("roof", roof + [chimney])])
+    if name == "container":
+        return _container(L, W, H)
+    if name == "wall":
+        return _wall(L, H)
+    if name == "lamp_posts":
+        return _lamp_posts()
     raise ValueError(f"unknown model {name!r}")
 
 
-OBJECT_NAMES = ("tree", "house")
+def _container(L: float, W: float, H: float) -> Model:
+    """20 ft ISO container standing on the ground: a steel box whose walls make wall-ground
+    dihedrals on every side, corrugated long walls (trapezoidal ribs), door locking bars at
+    the rear, corner castings (trihedral corners between the end frames and the ground)."""
+    q: list[QuadSet] = [box((0.0, 0.0, H / 2), (L, W, H), "armour", dihedral_base=0.0)]
+    # corrugation of the long walls: 0.278 m pitch, outer flats 0.07 m proud of the wall
+    n_rib = int((L - 0.4) / 0.278)
+    for side in (-1, 1):
+        y = side * (W / 2 + 0.02)
+        for k in range(n_rib):
+            x = -L / 2 + 0.2 + (k + 0.5) * 0.278
+            q.append(box((x, y, H / 2), (0.07, 0.04, H - 0.3), "armour"))
+    # end walls: door locking bars (4 vertical rods) and the door header
+    for y in (-0.85, -0.35, 0.35, 0.85):
+        q.append(cylinder((-L / 2 - 0.06, y, H / 2), (0, 0, 1), 0.014, H - 0.3, "armour",
+                          n_sides=8))
+    q.append(box((-L / 2 - 0.03, 0.0, H - 0.1), (0.06, W, 0.2), "armour"))
+    corners = [Corner((sx * (L / 2 - 0.1), sy * (W / 2 - 0.1), 0.05),
+                      (sx * 0.6, sy * 0.6, 0.5), 0.17)
+               for sx in (-1, 1) for sy in (-1, 1)]
+    return Model("container", "container", [Part("box", q)], corners)
+
+
+def _wall(L: float, H: float) -> Model:
+    """Free-standing brick wall along x: a 0.215 m thick wall 1.8 m high with brick piers
+    every 2.6 m and a coping; both faces make a wall-ground dihedral (a bright line at
+    broadside, nothing much end-on), the piers add short dihedral steps."""
+    t, h_wall, pier = 0.215, 1.8, 0.44
+    q: list[QuadSet] = [box((0.0, 0.0, h_wall / 2), (L, t, h_wall), "masonry",
+                            dihedral_base=0.0),
+                        box((0.0, 0.0, h_wall + 0.05), (L + 0.1, t + 0.1, 0.1), "masonry")]
+    for x in np.linspace(-L / 2 + pier / 2, L / 2 - pier / 2, 4):
+        q.append(box((float(x), 0.0, (H - 0.05) / 2), (pier, pier, H - 0.05), "masonry",
+                     dihedral_base=0.0))
+    return Model("wall", "wall", [Part("wall", q)])
+
+
+def _lamp_posts() -> Model:
+    """Three 4 m steel lighting columns in a row (tapered tubes: vertical cylinder-ground
+    dihedrals bright at every azimuth, point-like), each with a bracket and a lantern box,
+    and a steel feeder pillar (a small bright box) beside the first column."""
+    q: list[QuadSet] = []
+    for x in (-3.2, 0.0, 3.2):
+        q.append(cylinder((x, 0.0, 2.0), (0, 0, 1), 0.07, 4.0, "armour", n_sides=16,
+                          radius_end=0.038, dihedral_base=0.0))
+        q.append(cylinder((x, 0.3, 3.95), (0, 1, 0), 0.03, 0.6, "armour", n_sides=8))
+        q.append(box((x, 0.6, 3.85), (0.3, 0.45, 0.16), "armour"))
+    q.append(box((-3.2, -0.5, 0.55), (0.9, 0.35, 1.1), "armour", dihedral_base=0.0))
+    corners = [Corner((-3.2 + sx * 0.45, -0.5 - 0.175, 0.05), (sx * 0.5, -0.6, 0.6), 0.12)
+               for sx in (-1, 1)]
+    return Model("lamp_posts", "lamp_posts", [Part("posts", q)], corners)
+
+
+OBJECT_NAMES: tuple[str, ...] = ("tree", "house", "container", "wall", "lamp_posts")
+"""Every out-of-distribution object the simulator models, in bank order."""
+DEFAULT_OOD_KINDS: tuple[str, ...] = ("tree", "house")
+"""The OOD kinds the detector's hard negatives (``OverlayConfig.ood_kinds``), the stock
+verifier and the OOD test set (``--ood-kinds``) use by default: the only kinds of banks
+simulated before the man-made clutter kinds existed, so existing recipes keep their data."""
 ALL_NAMES: tuple[str, ...] = tuple(MSTAR_CLASSES) + OBJECT_NAMES
 
 
@@ -421,9 +507,22 @@ def check_name(name: str) -> None:
         raise ValueError(f"unknown class {name!r}: expected one of {', '.join(ALL_NAMES)}")
 
 
+def check_object_kinds(kinds: Sequence[str], where: str = "OOD kinds") -> tuple[str, ...]:
+    """``kinds`` as a tuple; ValueError naming the valid choices for an unknown or repeated
+    OOD object kind."""
+    bad = [k for k in kinds if k not in OBJECT_NAMES]
+    if bad:
+        raise ValueError(f"{where}: unknown OOD object kind(s) {bad}: expected some of "
+                         f"{', '.join(OBJECT_NAMES)}")
+    dup = sorted({k for k in kinds if list(kinds).count(k) > 1})
+    if dup:
+        raise ValueError(f"{where}: OOD object kind(s) {dup} given more than once")
+    return tuple(kinds)
+
+
 @cache
 def build_model(name: str) -> Model:
-    """The model of ``name`` (an MSTAR folder name, 'tree' or 'house'), cached."""
+    """The model of ``name`` (an MSTAR folder name or one of :data:`OBJECT_NAMES`), cached."""
     check_name(name)
     return _build(name)
 
@@ -556,7 +655,7 @@ def model_extent(name: str, articulation: dict[str, float] | None = None
 __all__ = ["ALL_NAMES", "ARTICULATION_KEYS", "DIMENSIONS", "MATERIALS", "MATERIAL_NAMES",
            "Material", "Model", "Part", "Corner", "build_model", "model_facets",
            "articulated_facets", "articulated_corners", "random_articulation", "check_name",
-           "model_extent", "OBJECT_NAMES"]
+           "model_extent", "OBJECT_NAMES", "DEFAULT_OOD_KINDS", "check_object_kinds"]
 
 
 SMOOTH_EDGE_COS = float(np.cos(np.radians(40.0)))

@@ -7,9 +7,12 @@
   overlay pipeline into held-out backgrounds;
 * ``patchwork``: 4x4 patchworks of real chips (16-pixel linear fade), SARBake boxes, plus the
   segmenter's boxes when a segmenter is given;
-* ``ood``: simulated trees and houses (out-of-distribution objects) overlaid into backgrounds
-  (which also hold buildings, fences, poles and tree lines), with or without targets; the OOD
-  objects are recorded (``ood.json``, COCO, category "ood") so detections on them are counted.
+* ``ood``: simulated out-of-distribution objects overlaid into backgrounds (which also hold
+  buildings, fences, poles and tree lines), with or without targets: trees and houses by
+  default, or the kinds ``ood_kinds`` names (``all``: every OOD kind the bank holds, e.g. the
+  man-made clutter kinds container, wall, lamp_posts); the OOD objects are recorded
+  (``ood.json``, COCO, category "ood", each annotation with its ``kind``) so detections on
+  them are counted, per kind too.
 
 Every set is a folder: ``annotations.json`` + ``images/`` (COCO, the targets: what
 ``sar-atd eval`` scores), ``manifest.json`` (kind, seed, configuration, per image the source
@@ -58,6 +61,10 @@ class TestSetConfig:
         targets_per_image: (min, max) targets per image (overlay sets; (0, 0) for an OOD set
             without targets).
         ood_per_image: (min, max) OOD objects per image (``ood`` only).
+        ood_kinds: OOD object kinds placed (``ood`` only; ``simulator.models.OBJECT_NAMES``);
+            empty: tree and house (the set's meaning before other kinds existed, so its
+            scores stay comparable); ``("all",)``: every OOD kind the bank holds. Each named
+            kind must have held-out records in the bank.
         chips: folder of real chips (+ SARBake masks) for ``real-in-background`` and
             ``patchwork``.
         segmenter: segmenter checkpoint (required by ``real-in-background`` unless
@@ -85,6 +92,7 @@ class TestSetConfig:
     image_size: int = 640
     targets_per_image: tuple[int, int] = (1, 3)
     ood_per_image: tuple[int, int] = (1, 3)
+    ood_kinds: tuple[str, ...] = ()
     chips: str | None = None
     segmenter: str | None = None
     cut_with: str = "segmenter"
@@ -112,6 +120,15 @@ class TestSetConfig:
             lo, hi = getattr(self, name)
             if lo < 0 or hi < lo:
                 raise ConfigError(f"{name} must be 0 <= min <= max, got {(lo, hi)}")
+        if self.ood_kinds and self.ood_kinds != ("all",):
+            from sar_atd_training.simulator.models import check_object_kinds
+
+            try:
+                check_object_kinds(self.ood_kinds, "ood_kinds")
+            except ValueError as err:
+                raise ConfigError(f"{err} (or 'all')") from None
+        if self.ood_kinds and self.kind != "ood":
+            raise ConfigError("ood_kinds applies to the ood set only")
         if self.cut_with not in ("segmenter", "sarbake"):
             raise ConfigError(f"cut_with must be 'segmenter' or 'sarbake', got "
                               f"{self.cut_with!r}")
@@ -144,6 +161,7 @@ class BuiltImage:
     boxes: np.ndarray
     labels: list[str] = field(default_factory=list)
     ood_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    ood_kinds: list[str] = field(default_factory=list)
     check_boxes: np.ndarray | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
     chips: list[str] = field(default_factory=list)
@@ -289,16 +307,17 @@ def build_real_in_background(cfg: TestSetConfig, progress: bool = False) -> list
 # --------------------------------------------------------------------------- overlay sets
 def _overlay_set(cfg: TestSetConfig, with_ood: bool, prefix: str) -> list[BuiltImage]:
     from sar_atd_training.overlay import OverlayConfig, OverlayPipeline
+    from sar_atd_training.overlay.pipeline import ood_records
     from sar_atd_training.overlay.splits import make_split
     from sar_atd_training.simulator.bank import SignatureBank
 
     bank = SignatureBank.open(cfg.bank or "", verify="size")
+    kinds = _ood_kinds(cfg, bank) if with_ood else ()
     bgs = _backgrounds(cfg)
     split = make_split(bank, seed=cfg.split_seed)
     test = np.asarray(split.test_records, np.int64)
     targets = np.array([i for i in test if bank.records[int(i)].kind == "target"], np.int64)
-    ood = np.array([i for i in test if bank.records[int(i)].kind in ("tree", "house")],
-                   np.int64)
+    ood = ood_records(bank, kinds, among=test) if with_ood else np.zeros(0, np.int64)
     if with_ood and ood.size == 0:
         raise TestSetError(f"bank {cfg.bank} holds no held-out tree/house records: simulate "
                            "it with the OOD objects (without --no-objects)")
@@ -323,8 +342,31 @@ def _overlay_set(cfg: TestSetConfig, with_ood: bool, prefix: str) -> list[BuiltI
             name=f"{prefix}_{k:04d}", image=s.image.cpu().numpy(),
             boxes=s.boxes.numpy().astype(np.float32),
             labels=[o["class_name"] for o in s.meta["objects"] if o["is_target"]],
-            ood_boxes=s.ood_boxes.numpy().astype(np.float32), objects=objs))
+            ood_boxes=s.ood_boxes.numpy().astype(np.float32), objects=objs,
+            ood_kinds=[o["kind"] for o in s.meta["objects"] if not o["is_target"]]))
     return out
+
+
+def _ood_kinds(cfg: TestSetConfig, bank: Any) -> tuple[str, ...]:
+    """The OOD kinds of ``cfg`` resolved against ``bank`` (``all``: every OOD kind it holds,
+    in bank order; empty stays empty: tree and house).
+
+    Raises:
+        TestSetError: a named kind the bank lacks, naming it and how to add it.
+    """
+    held = list(dict.fromkeys(r.kind for r in bank.records if r.kind != "target"))
+    if cfg.ood_kinds == ("all",):
+        if not held:
+            raise TestSetError(f"bank {cfg.bank} holds no OOD objects: simulate it with them "
+                               "(without --no-objects)")
+        return tuple(held)
+    missing = [k for k in cfg.ood_kinds if k not in held]
+    if missing:
+        raise TestSetError(f"bank {cfg.bank} has no {', '.join(repr(k) for k in missing)} "
+                           f"records (it holds {held or 'no OOD objects'}): add them with "
+                           f"`sar-atd simulate --out {cfg.bank} --add-objects "
+                           f"{' '.join(missing)}`")
+    return tuple(cfg.ood_kinds)
 
 
 def build_synthetic_in_background(cfg: TestSetConfig, progress: bool = False
@@ -404,7 +446,9 @@ def _coco_boxes(images: list[BuiltImage], attr: str) -> list[Any]:
     return out
 
 
-def _coco_json(items: list[Any], category: str) -> dict:
+def _coco_json(items: list[Any], category: str, kinds: list[list[str]] | None = None) -> dict:
+    """COCO document of ``items``' boxes in one category; ``kinds`` (per item, per box) adds
+    a ``kind`` field to each annotation."""
     from sar_atd.boxes import xyxy_to_xywh
 
     images, anns = [], []
@@ -412,10 +456,12 @@ def _coco_json(items: list[Any], category: str) -> dict:
         h, w = it.image.shape
         images.append({"id": i + 1, "file_name": f"images/{it.name}.png", "width": int(w),
                        "height": int(h)})
-        for b in xyxy_to_xywh(np.asarray(it.boxes, np.float64).reshape(-1, 4)):
+        for j, b in enumerate(xyxy_to_xywh(np.asarray(it.boxes, np.float64).reshape(-1, 4))):
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1,
                          "iscrowd": 0, "bbox": [float(v) for v in b],
                          "area": float(b[2] * b[3])})
+            if kinds is not None:
+                anns[-1]["kind"] = kinds[i][j]
     return {"images": images, "annotations": anns,
             "categories": [{"id": 1, "name": category}]}
 
@@ -438,7 +484,8 @@ def write_testset(images: list[BuiltImage], cfg: TestSetConfig, out: str | Path)
         write_coco_dataset(images, tmp, info=info, overwrite=True)
         if cfg.kind == "ood":
             atomic_write_json(tmp / "ood.json", _coco_json(
-                [dataclasses.replace(it, boxes=it.ood_boxes) for it in images], "ood"))
+                [dataclasses.replace(it, boxes=it.ood_boxes) for it in images], "ood",
+                [it.ood_kinds or ["ood"] * len(it.ood_boxes) for it in images]))
         if any(it.check_boxes is not None for it in images):
             name = ("annotations_sarbake.json" if cfg.kind == "real-in-background"
                     else "annotations_segmenter.json")

@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="targets per image (default 1 3)")
     b.add_argument("--ood", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="OOD objects per image (ood set; default 1 3)")
+    b.add_argument("--ood-kinds", default=None, metavar="K1,K2",
+                   help="ood set: comma-separated OOD object kinds to place (tree, house, "
+                        "container, wall, lamp_posts) or 'all' (every kind the bank holds); "
+                        "default: tree,house")
     b.add_argument("--no-targets", action="store_true", help="ood set without targets")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_build)
@@ -62,10 +66,16 @@ def run_build(args: argparse.Namespace) -> int:
         raise TestSetError("--no-targets applies to the ood set only")
     if args.no_targets and args.targets:
         raise TestSetError("give either --no-targets or --targets, not both")
+    if args.ood_kinds is not None and args.kind != "ood":
+        raise TestSetError("--ood-kinds applies to the ood set only")
+    kinds = tuple(k.strip() for k in (args.ood_kinds or "").split(",") if k.strip())
+    if args.ood_kinds is not None and not kinds:
+        raise TestSetError("--ood-kinds names no kind")
     targets = (0, 0) if args.no_targets else tuple(args.targets or (1, 3))
     cfg = TestSetConfig(kind=args.kind, n=args.n, seed=args.seed, image_size=args.image_size,
                         targets_per_image=targets,  # type: ignore[arg-type]
                         ood_per_image=tuple(args.ood or (1, 3)),  # type: ignore[arg-type]
+                        ood_kinds=kinds,
                         chips=args.chips, segmenter=args.segmenter, cut_with=args.cut_with,
                         bank=args.bank,
                         backgrounds=args.backgrounds,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,14 +103,17 @@ def toy_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     return lambda seed: ToyDataset(cfg, seed)
 
 
-def split_training_records(bank: Any, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_training_records(bank: Any, split_seed: int, ood_kinds: Sequence[str] = ()
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Training records of the bank's azimuth-sector split with seed ``split_seed``:
-    ``(targets, ood)`` int64 record indices ('target' records; 'tree'/'house' records)."""
+    ``(targets, ood)`` int64 record indices ('target' records; records of the OOD kinds
+    ``ood_kinds``, empty: tree and house, see :func:`overlay.pipeline.ood_records`)."""
+    from sar_atd_training.overlay.pipeline import ood_records
     from sar_atd_training.overlay.splits import make_split
 
     train = np.asarray(make_split(bank, seed=split_seed).train_records, np.int64)
     kinds = np.array([bank.records[int(i)].kind for i in train])
-    return train[kinds == "target"], train[np.isin(kinds, ("tree", "house"))]
+    return train[kinds == "target"], ood_records(bank, ood_kinds, among=train)
 
 
 def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
@@ -144,7 +147,7 @@ def overlay_factory(data: dict[str, Any], input_size: int) -> DatasetFactory:
     records: Any = None
     ood: Any = None
     if data.get("split_seed") is not None:
-        records, ood = split_training_records(bank, int(data["split_seed"]))
+        records, ood = split_training_records(bank, int(data["split_seed"]), cfg.ood_kinds)
         log.info("split %d: %d target and %d OOD training records", int(data["split_seed"]),
                  records.size, ood.size)
     if data.get("backgrounds"):
