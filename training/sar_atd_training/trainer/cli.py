@@ -51,6 +51,12 @@ def _verifier_args(parser: argparse.ArgumentParser) -> None:
     add_args(parser)
 
 
+def _box_calibrator(args: argparse.Namespace) -> int:
+    from sar_atd_training.boxcal.train import main
+
+    return main(args)
+
+
 TRAINERS: dict[str, tuple[str, Any, Any]] = {
     "detector": ("train a detector (Faster R-CNN VGG16, RetinaNet R50/R18) with FGSM",
                  _detector_args, _detector),
@@ -60,6 +66,9 @@ TRAINERS: dict[str, tuple[str, Any, Any]] = {
                   add_recipe_args, _segmenter),
     "verifier": ("train the second-stage target verifier (vehicle vs trees, houses, "
                  "clutter) on synthetic crops", _verifier_args, _verifier),
+    "box-calibrator": ("train the class-aware box calibrator (vehicle-class CNN on synthetic "
+                       "windows, per-class side offsets fitted on tune-split patchworks)",
+                       add_recipe_args, _box_calibrator),
 }
 
 
