@@ -8,7 +8,8 @@ the kinds: trees and houses, or the man-made clutter kinds container, wall, lamp
 detector runs once per set; each verifier re-checks the same detections
 (:mod:`sar_atd.verifier`). Per row and set, ``eval-suite``'s OOD scores (OOD AP25 with the
 OOD objects as the positives, lower is better, goal <= 0.03; false alarms on OOD objects per
-image at the detector's operating threshold; target recall there, goal >= 0.9) and per kind:
+image at the detector's operating threshold; target recall there, goal >= 0.9; the set's target
+AP25/50/70) and per kind:
 
 * AP25 with that kind's objects as the positives, detections on other kinds left out
   (``bench_verifier.kind_ap``);
@@ -86,11 +87,12 @@ def score_set(folder: Path, images: list, detector: str, verifiers: Sequence[tup
             for vname, ver in verifiers:
                 variants.append((f"{det.name} + {vname}", verify_all(ver, images, preds)[0]))
         for label, vp in variants:
+            t = evaluate(vp, [it.boxes for it in images], iou_thresholds=(0.25, 0.5, 0.7))
             s = ood_scores(vp, boxes, [it.boxes for it in images],
                            np.inf if thr is None else thr)
             rows.append({"set": folder.name, "label": label, "threshold": thr, "source": src,
-                         "ood": s, "kinds": {k: kind_scores(vp, boxes, kinds, k, thr)
-                                             for k in names}})
+                         "ood": s, "target_ap": (t["AP25"], t["AP50"], t["AP70"]),
+                         "kinds": {k: kind_scores(vp, boxes, kinds, k, thr) for k in names}})
             print(f"{folder.name} | {label}: OOD AP25 {s['ood_AP25']:.3f}, "
                   f"{s['ood_false_alarms_per_image']:.2f} alarms/img, recall "
                   f"{s['target_recall']:.3f}", flush=True)
@@ -100,8 +102,8 @@ def score_set(folder: Path, images: list, detector: str, verifiers: Sequence[tup
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Markdown: one line per (set, row) and one per (set, row, kind)."""
     print("\n| set | detector | kind | n objects | OOD AP25 | false alarms / img | alarms / "
-          "object | objects hit | target recall | threshold |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "object | objects hit | target recall | target AP25/50/70 | threshold |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         s = r["ood"]
         thr = "-" if r["threshold"] is None else f"{r['threshold']:.3f}"
@@ -109,11 +111,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"| {s['ood_false_alarms_per_image']:.2f} | "
               f"{s['ood_false_alarms'] / max(1, s['ood_objects']):.2f} | "
               f"{s['ood_objects_hit'] / max(1, s['ood_objects']):.2f} | "
-              f"{s['target_recall']:.3f} | {thr} |")
+              f"{s['target_recall']:.3f} | {'/'.join(f'{v:.3f}' for v in r['target_ap'])} | "
+              f"{thr} |")
         for k, ks in r["kinds"].items():
             print(f"| {r['set']} | {r['label']} | {k} | {ks['n']} | {ks['ap25']:.3f} | "
                   f"{ks['alarms_per_image']:.2f} | {ks['alarms_per_object']:.2f} | "
-                  f"{ks['hit_share']:.2f} | | |")
+                  f"{ks['hit_share']:.2f} | | | |")
 
 
 def main(argv: list[str] | None = None) -> int:
