@@ -25,6 +25,13 @@ differ only by the verifier. Printed per row:
   detections on the other kind left out of the ranking (they are neither kind's hit nor a
   target's miss), so that a verifier trained without one kind shows how it does on it.
 
+``--dev-rule KEEP --write-dir DIR`` (with ``--real-patchworks``): the real-data threshold
+rule: for each verifier, the largest threshold that keeps ``KEEP`` of the dev-patchwork
+targets the detector finds at its operating threshold (per target its best-scoring
+detection with IoU >= 0.5), written as ``DIR/<verifier folder>_dev/verifier.pt`` (same
+network, new threshold, the rule in its record); only the dev patchworks are used, the
+held-back ones stay a check. Those files are then scored like any other verifier.
+
 ``--cache FILE`` keeps the detector's detections between runs (a pickle keyed by detector,
 set, folder and image count), so that verifiers trained later are compared on the same
 detections without running the detector again.
@@ -156,7 +163,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-back patchworks (default 100)")
     parser.add_argument("--cache", type=Path, default=None, metavar="FILE",
                         help="detections kept between runs (pickle; created if missing)")
+    parser.add_argument("--dev-rule", type=float, default=None, metavar="KEEP",
+                        help="write each verifier with the dev-patchwork threshold keeping "
+                             "this share of real targets (needs --real-patchworks, "
+                             "--write-dir)")
+    parser.add_argument("--write-dir", type=Path, default=None, metavar="DIR",
+                        help="where --dev-rule writes the verifiers")
     args = parser.parse_args(argv)
+    if args.dev_rule is not None and not (0 < args.dev_rule <= 1 and args.real_patchworks
+                                          and args.write_dir is not None):
+        parser.error("--dev-rule KEEP needs 0 < KEEP <= 1, --real-patchworks and --write-dir")
     sets = {k: v for k, v in (("ood", args.ood), ("patchwork", args.patchwork),
                               ("real-in-background", args.real_in_background)) if v}
     if not args.verifier or not (sets or args.real_patchworks):
@@ -204,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = {k: (k, where[k], len(images)) for k, images in data.items()}
     cached = {(spec, k): cache[(spec, *keys[k])] for spec in ("cfar", args.detector)
               for k in data if (spec, *keys[k]) in cache}
+    if args.dev_rule is not None and "dev patchworks" in data:
+        verifiers = dev_rule_verifiers(args.detector, verifiers, data["dev patchworks"],
+                                       cached, args.dev_rule, args.write_dir)
     rows = run_rows(args.detector, verifiers, data, args.ood, not args.no_cfar, cached)
     if args.cache is not None:
         for (spec, k), preds in cached.items():
@@ -211,6 +230,61 @@ def main(argv: list[str] | None = None) -> int:
         save_cache(args.cache, cache)
     print_table(rows, list(data))
     return 0
+
+
+def dev_threshold(p_best: np.ndarray, keep: float) -> float:
+    """The largest threshold keeping ``keep`` of the targets whose best detection has
+    p(vehicle) ``p_best`` (float (T,)); the linear-interpolated quantile."""
+    if not len(p_best):
+        raise ValueError("no dev targets found at the operating threshold")
+    return float(np.quantile(np.asarray(p_best, np.float64), 1 - keep))
+
+
+def best_target_probabilities(verifier: Any, images: Sequence[Any], preds: Sequence[Any],
+                              op: float, iou: float = 0.5) -> np.ndarray:
+    """float32 (T,): for every target with a detection scored >= ``op`` at IoU >= ``iou``
+    (or centre inside), p(vehicle) of the best-scoring such detection."""
+    from sar_atd_training.testsets.ood import hits
+
+    out = []
+    for it, d in zip(images, preds):
+        if not len(d):
+            continue
+        p = verifier.probabilities(it.image, d.boxes)
+        for t in np.asarray(it.boxes, np.float32).reshape(-1, 4):
+            h = hits(d.boxes, t[None], iou) & (d.scores >= op)
+            if h.any():
+                out.append(p[np.nonzero(h)[0][np.argmax(d.scores[h])]])
+    return np.asarray(out, np.float32)
+
+
+def dev_rule_verifiers(detector: str, verifiers: Sequence[tuple[str, Any]], dev: list,
+                       cached: dict, keep: float, write_dir: Path) -> list[tuple[str, Any]]:
+    """``verifiers`` followed by each one with the dev-patchwork threshold (written to
+    ``write_dir``); the detector runs on the dev patchworks here unless cached."""
+    from sar_atd.runtime import resolve_detector
+    from sar_atd.verifier import load_verifier, save_verifier
+    from sar_atd_training.evaluation.runner import run_detector
+
+    det, _ = resolve_detector(detector)
+    op = getattr(getattr(det, "model_info", None), "operating_threshold", None)
+    if op is None:
+        raise SystemExit(f"error: {detector} stores no operating threshold for --dev-rule")
+    if (detector, "dev patchworks") not in cached:
+        cached[(detector, "dev patchworks")], _ = run_detector(det, dev, progress=False)
+    out = list(verifiers)
+    for name, ver in verifiers:
+        p = best_target_probabilities(ver, dev, cached[(detector, "dev patchworks")], op)
+        thr = dev_threshold(p, keep)
+        folder = write_dir / (Path(ver.path).parent.name + "_dev")
+        rec = {**ver.record, "threshold_synthetic_rule": ver.threshold,
+               "threshold_rule": f"dev patchworks ({len(dev)}, seed 0): keep {keep} of "
+                                 f"{len(p)} real targets found at {op:.3f}"}
+        save_verifier(folder / "verifier.pt", ver.net, ver.crop_size, thr, ver.rescore, rec)
+        print(f"{name}: dev rule keeps {keep} of {len(p)} targets: threshold {thr:.4f} "
+              f"(synthetic rule {ver.threshold:.4f}) -> {folder / 'verifier.pt'}")
+        out.append((folder.name + "/verifier.pt", load_verifier(folder / "verifier.pt")))
+    return out
 
 
 def load_cache(path: Path | None) -> dict:

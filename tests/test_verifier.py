@@ -352,3 +352,28 @@ def test_bench_detection_cache_round_trip(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(back.boxes, d.boxes)
     np.testing.assert_array_equal(back.scores, d.scores)
     assert main(["--real-patchworks"]) == 0 and "SKIPPED" in capsys.readouterr().out
+
+
+def test_dev_rule_uses_each_targets_best_detection_at_the_operating_threshold() -> None:
+    """Hand case: target A has detections scored 0.9 (p 0.2) and 0.5 (p 0.95): its best-
+    scoring one counts (p 0.2); target B's only detection is below the operating threshold
+    (not found: left out); target C's detection (p 0.7) counts. Keeping 1.0 of the found
+    targets gives the lowest p, 0.5 the median."""
+    from benchmarks.bench_verifier import best_target_probabilities, dev_threshold
+    from sar_atd.evalset import EvalImage
+
+    class FixedP:
+        def probabilities(self, image, boxes):
+            return np.array([0.2, 0.95, 0.99, 0.7], np.float32)[:len(boxes)]
+
+    gt = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32)
+    det = Detections(np.array([[0, 0, 10, 10], [1, 0, 10, 10], [20, 0, 30, 10],
+                               [40, 0, 50, 11]], np.float32),
+                     np.array([0.9, 0.5, 0.2, 0.6], np.float32))
+    img = EvalImage("a", np.zeros((16, 64), np.uint8), gt)
+    p = best_target_probabilities(FixedP(), [img], [det], op=0.4)
+    np.testing.assert_allclose(np.sort(p), [0.2, 0.7])
+    assert dev_threshold(p, 1.0) == pytest.approx(0.2)
+    assert dev_threshold(p, 0.5) == pytest.approx(0.45)
+    with pytest.raises(ValueError, match="no dev targets"):
+        dev_threshold(np.zeros(0), 0.99)
