@@ -113,6 +113,10 @@ def test_recipe_and_strict_keys(tmp_path: Path) -> None:
                      ({"adv_epsilons": [300.0]}, "adv_epsilons")):
         with pytest.raises(ConfigError, match=msg):
             from_dict(TrainConfig, bad)
+    # the stronger follow-up fine-tune: same data again, a larger attack share and budget
+    v5 = load_train_config(REPO / "training" / "configs" / "default_v5.yaml")
+    assert v5.data == cfg.data and v5.init_weights.name == "default_v4.pt"
+    assert v5.fgsm_fraction > cfg.fgsm_fraction and min(v5.adv_epsilons) > min(cfg.adv_epsilons)
     # a run stored before the adversarial keys existed resumes with the defaults...
     stored = {k: v for k, v in to_dict(TrainConfig()).items() if not k.startswith("adv_")}
     assert check_resume_recipe(stored, to_dict(TrainConfig()), tmp_path) == {}
