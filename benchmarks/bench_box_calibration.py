@@ -42,7 +42,7 @@ from benchmarks.common import (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_box_calibration",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--calibrator", type=Path, required=True,
+    parser.add_argument("--calibrator", type=Path, default=None,
                         help="box-calibrator file (sar-atd train box-calibrator)")
     add_detector_args(parser, "model whose boxes are calibrated (default models/default.pt; "
                               "one)")
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-chips", action="store_true",
                         help="skip the confusion matrices on the real chips")
     args = parser.parse_args(argv)
+    if args.calibrator is None:
+        print("SKIPPED: give --calibrator F (sar-atd train box-calibrator --config "
+              "training/configs/box_calibrator.yaml)")
+        return 0
     check_patchwork_set_args(parser, args)
     if args.n_tune < 1:
         parser.error("--n-tune must be >= 1")

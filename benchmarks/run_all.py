@@ -17,7 +17,7 @@ import time
 BENCHMARKS = ("sensor", "simulator", "clutter", "overlay", "domain_gap", "real_patchworks",
               "box_diagnosis", "box_refine", "box_default", "box_tta",
               "rendering", "sim_geometry", "training", "streaming", "runtime",
-              "deployment", "attack", "verifier")
+              "deployment", "attack", "verifier", "ood_kinds", "box_calibration")
 
 
 def main(argv: list[str] | None = None) -> int:
