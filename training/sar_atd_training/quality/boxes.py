@@ -303,13 +303,6 @@ def apply_side_offsets(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     Returns:
         float32 (N, 4).
     """
-    b = as_boxes(boxes).astype(np.float64)
-    o = np.asarray(offsets, np.float64).reshape(4)
-    out = b.copy()
-    for s, c in enumerate(_COORD):
-        out[:, c] = b[:, c] - _OUTWARD[s] * o[s]
-    for lo, hi in ((0, 2), (1, 3)):
-        bad = out[:, hi] - out[:, lo] < 1.0
-        mid = (out[bad, lo] + out[bad, hi]) / 2
-        out[bad, lo], out[bad, hi] = mid - 0.5, mid + 0.5
-    return out.astype(np.float32)
+    from sar_atd.box_calibration import apply_side_offsets as apply_per_box
+
+    return apply_per_box(as_boxes(boxes), np.asarray(offsets, np.float64).reshape(4))
